@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     """Address of a Ray cluster (``ray://`` or ``host:port``). None: a local Ray started in-process."""
     ray_num_cpus: int | None = Field(default=None, ge=1)
     """CPUs given to a local Ray; None lets Ray count them."""
+    ray_stage_resources: dict[str, float] = Field(default_factory=dict)
+    """Custom Ray resources every model-stage actor requests, e.g. {"gpu_stage": 1} to pin stages to GPU nodes."""
 
     # API and terminal
     api_host: str = "127.0.0.1"
@@ -106,6 +108,10 @@ class Settings(BaseSettings):
     @property
     def prefect_url(self) -> str:
         return self.prefect_api_url or f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
 
     @property
     def catalog_path(self) -> Path:

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     """Port of the embedded Prefect server (UI and API)."""
     ray_address: str | None = None
     """Address of a Ray cluster (``ray://`` or ``host:port``). None: a local Ray started in-process."""
+    ray_head_port: int = Field(default=6390, ge=1, le=65535)
+    """GCS port of the Ray head the embedded stack starts (flow runs share its actors)."""
     ray_num_cpus: int | None = Field(default=None, ge=1)
     """CPUs given to a local Ray; None lets Ray count them."""
     ray_stage_resources: dict[str, float] = Field(default_factory=dict)

@@ -40,7 +40,6 @@ python_env() {
   "$VENV/bin/pip" install -q --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -c "import torch, prefect, ray, gaiverse, nanio; assert not torch.version.cuda, 'CUDA torch installed'" \
     || { say "Python environment is broken (see the pip output above)"; exit 1; }
-  rm -f "$VENV"/.stamp-*
   touch "$VENV/.stamp-$stamp"
 }
 

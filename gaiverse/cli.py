@@ -153,8 +153,11 @@ def _print_steps(summary: dict[str, Any]) -> bool:
 
 def _api_selfcheck(settings: Settings, timeout_s: float = 600.0) -> dict[str, Any]:
     """Trigger the self-check through the HTTP API as the admin, the way a web client would."""
-    key = (settings.admin_key.get_secret_value() if settings.admin_key
-           else (settings.data_dir / "admin.key").read_text().strip())
+    from gaiverse.api.keys import read_admin_key
+
+    key = read_admin_key(settings)
+    if key is None:
+        raise RuntimeError(f"no admin key: set GAIVERSE_ADMIN_KEY or start the API once to create {settings.data_dir / 'admin.key'}")
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=settings.api_url, headers=headers, timeout=30) as client:
         response = client.post("/runs", json={"flow": "selfcheck/selfcheck", "parameters": {}})

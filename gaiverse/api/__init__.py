@@ -1,0 +1,1 @@
+"""HTTP API of gaiverse (FastAPI): `create_app` in app.py."""

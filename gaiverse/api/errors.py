@@ -43,7 +43,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut, "description": reasons.get(code, "Error")} for code in codes}
 
 
-AUTH_ERRORS = error_responses(401, 422)
+AUTH_ERRORS = error_responses(400, 401, 422)
 """What every authenticated route can answer besides its success."""
 
 

@@ -1,0 +1,80 @@
+"""The FastAPI app: ``create_app(settings)`` wires the services and routers; ``main()`` serves it.
+
+Run it with ``python -m gaiverse.api`` (host/port from settings) or
+``uvicorn --factory gaiverse.api.app:create_app --host 127.0.0.1 --port 8400``.
+Start-up makes sure the bucket exists (when the object store is up), migrates the catalog and
+creates the admin key on the first start (see ``gaiverse.api.keys``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from gaiverse import __version__
+from gaiverse.api import assets, auth, catalog, health, runs, uploads
+from gaiverse.api.deps import Services
+from gaiverse.api.errors import install_error_handlers
+from gaiverse.api.keys import ensure_admin
+from gaiverse.api.prefect_gateway import PrefectGateway
+from gaiverse.api.web import mount_web
+from gaiverse.config import Settings, get_settings
+from storage.catalog import Catalog
+from storage.objectstore import ObjectStore
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Trigger gaiverse flows (Prefect deployments), follow their runs and logs, and read your assets
+and catalog records. Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`;
+the admin key is created on the first start (`<data_dir>/admin.key`) and creates users.
+Errors are `{"detail": "<one line reason>"}`. Another user's runs and assets answer 404.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A ready app for ``settings`` (default: the process settings from the environment)."""
+    settings = settings or get_settings()
+    store = ObjectStore.from_settings(settings)
+    try:
+        store.ensure_bucket()
+    except Exception as err:  # noqa: BLE001 - the API still starts; /health reports the store
+        log.warning("object store at %s unavailable at start: %s", settings.s3_address, err)
+    cat = Catalog(settings.catalog_path)
+    ensure_admin(settings, cat)
+
+    services = Services(settings=settings, store=store, catalog=cat)
+    services.extras["prefect"] = PrefectGateway(settings.prefect_url)
+    services.extras["health_store"] = ObjectStore.from_settings(settings, timeout_s=3.0)
+    app = build_app()
+    app.state.services = services
+    services.web_status = mount_web(app)
+    return app
+
+
+def build_app() -> FastAPI:
+    """The routes and error handlers without any services: what the OpenAPI schema is made of."""
+    app = FastAPI(title="gaiverse API", version=__version__, description=DESCRIPTION)
+    install_error_handlers(app)
+    for module in (health, auth, runs, assets, catalog, uploads):
+        app.include_router(module.router)
+    return app
+
+
+def openapi_schema() -> dict:
+    """The API's OpenAPI schema, built without touching any service (for docs and the fuzz tests)."""
+    return build_app().openapi()
+
+
+def main() -> None:
+    """Serve the API on settings.api_host:api_port until interrupted."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from rich.table import Table
 from gaiverse.config import Settings, get_settings, prefect_env
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="gaiverse: GAI services for metaverse worlds")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("gaiverse")
 
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -109,14 +108,17 @@ def status(as_json: bool = typer.Option(False, "--json", help="print JSON on std
 def run_selfcheck(settings: Settings, timeout_s: float = 600.0) -> dict[str, Any]:
     """Run the `selfcheck` deployment on the stack's runner and return the flow's summary."""
     os.environ.update(prefect_env(settings))
+    import prefect.context
     from prefect.deployments import run_deployment
 
-    flow_run = asyncio.run(run_deployment("selfcheck/selfcheck", timeout=timeout_s, tags=["cli"]))
+    prefect.context.refresh_global_settings_context()  # PREFECT_* are read once, at first import
+    flow_run = run_deployment("selfcheck/selfcheck", timeout=timeout_s, tags=["cli"])
     summary: dict[str, Any] = {"flow_run_id": str(flow_run.id), "state": flow_run.state.type.value, "steps": []}
     try:
-        summary.update(flow_run.state.result())
-    except Exception as err:
-        summary["error"] = str(err).splitlines()[0] if str(err) else type(err).__name__
+        result = flow_run.state.result()
+    except Exception as err:  # SelfcheckFailed carries the per-step summary
+        result = getattr(err, "summary", None) or {"error": str(err).splitlines()[0] if str(err) else type(err).__name__}
+    summary.update({key: value for key, value in result.items() if key != "flow_run_id"})
     return summary
 
 
@@ -187,13 +189,14 @@ def demo() -> None:
         console.print(f"[red]gaiverse demo failed to start:[/] {err} (logs in {settings.run_dir})")
         raise typer.Exit(1)
     stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     try:
         via_api = _api_selfcheck(settings)
         console.print(f"self-check via API: run {via_api['flow_run_id']} -> {via_api['state']}")
         _print_steps(run_selfcheck(settings))
         _print_urls(settings)
         console.print("serving; press Ctrl-C to stop every service")
+        for sig in (signal.SIGINT, signal.SIGTERM):  # explicit: a background shell may have ignored SIGINT
+            signal.signal(sig, lambda *_: stop.update(now=True))
         while not stop["now"]:
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -207,11 +207,12 @@ def up(settings: Settings, on_event: Callable[[str, str], None] = lambda name, m
 def down(settings: Settings, only: list[str] | None = None) -> list[str]:
     """Stop the stack's children by PID, in reverse start order; returns the names stopped."""
     stopped = []
-    for name in reversed(SERVICES):
-        if only is not None and name not in only:
-            continue
-        if stop_service(settings.run_dir, name):
-            stopped.append(name)
+    # clients first (API, runner), then the servers they talk to; each tier in parallel
+    for tier in (("api", "flows"), ("ray-head", "prefect-server", "s3")):
+        names = [name for name in tier if only is None or name in only]
+        with ThreadPoolExecutor(max(1, len(names))) as pool:
+            done = pool.map(lambda name: stop_service(settings.run_dir, name), names)
+            stopped += [name for name, was_running in zip(names, list(done)) if was_running]
     return stopped
 
 

@@ -76,3 +76,34 @@ def test_bad_configuration_is_named(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 2
     assert "api_port" in result.stderr
+
+
+def test_demo_runs_selfcheck_via_api_and_ctrl_c_stops_every_child(stack_env):
+    """`gaiverse demo` as the README's first command runs it: self-check passes, Ctrl-C cleans up."""
+    import signal
+    import time
+
+    settings = _settings(stack_env)
+    proc = subprocess.Popen([sys.executable, "-m", "gaiverse.cli", "demo"], env=stack_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    for line in proc.stdout:  # blocks until the demo prints; the demo always ends its start-up
+        lines.append(line)
+        if "press Ctrl-C" in line or proc.poll() is not None:
+            break
+    output = "".join(lines)
+    assert "self-check passed" in output, output
+    assert "-> COMPLETED" in output, output
+    key = (settings.data_dir / "admin.key").read_text().strip()
+    runs = httpx.get(settings.api_url + "/runs", headers={"Authorization": f"Bearer {key}"}).json()
+    assert any(r["state"] == "COMPLETED" for r in runs), runs
+    pids = [int(p.read_text()) for p in (settings.run_dir).glob("*.pid")]
+    assert len(pids) == 5
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=180)[0]
+    assert proc.returncode == 0, rest
+    assert "stopped: " in rest
+    deadline = time.monotonic() + 30
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(pid_alive(pid) for pid in pids), "a child outlived Ctrl-C"

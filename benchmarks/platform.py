@@ -15,7 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script, this file's folder comes first on sys.path and "platform" would shadow the
+# standard library module of that name: put the repository root there instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 from benchmarks.report import Report  # noqa: E402
 from gaiverse.config import get_settings, prefect_env  # noqa: E402

@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = None
     """Admin API key to create on first start; None generates one and prints it once."""
 
+    # personal data (PER-f1, docs/PRIVACY.md)
+    keys_dir: Path | None = None
+    """Where the personal-data master key file lives (mode 0600); None: <data_dir>/keys. Put it off the data volume."""
+    privacy_key: SecretStr | None = None
+    """The personal-data master key (urlsafe base64 of 32 bytes) from a secret store; overrides the key file."""
+    retention_days: int = Field(default=365, ge=1, le=36500)
+    """Interactions (and their media) older than this are deleted by the daily retention flow."""
+
     @field_validator("s3_endpoint")
     @classmethod
     def _endpoint_has_no_scheme(cls, value: str | None) -> str | None:
@@ -120,6 +128,15 @@ class Settings(BaseSettings):
         return self.data_dir / "catalog.duckdb"
 
     @property
+    def personalization_path(self) -> Path:
+        """The personalization DuckDB: interactions, tasks, consents, per-user keys (wrapped)."""
+        return self.data_dir / "personalization.duckdb"
+
+    @property
+    def personal_keys_dir(self) -> Path:
+        return self.keys_dir or self.data_dir / "keys"
+
+    @property
     def objects_dir(self) -> Path:
         return self.data_dir / "s3"
 
@@ -134,7 +151,7 @@ class Settings(BaseSettings):
 
     def public_dict(self) -> dict[str, Any]:
         """Settings without secrets, for `gaiverse status` and logs."""
-        return self.model_dump(exclude={"s3_secret_key", "admin_key"}, mode="json")
+        return self.model_dump(exclude={"s3_secret_key", "admin_key", "privacy_key"}, mode="json")
 
 
 @lru_cache(maxsize=1)

@@ -13,10 +13,11 @@ import logging
 from fastapi import FastAPI
 
 from gaiverse import __version__
-from gaiverse.api import assets, auth, catalog, health, runs, uploads
+from gaiverse.api import assets, auth, catalog, health, personalization, runs, uploads
 from gaiverse.api.deps import Services
 from gaiverse.api.errors import install_error_handlers
 from gaiverse.api.keys import ensure_admin
+from gaiverse.api.personal_data import start_personalization
 from gaiverse.api.prefect_gateway import PrefectGateway
 from gaiverse.api.web import mount_web
 from gaiverse.config import Settings, get_settings
@@ -30,6 +31,8 @@ Trigger gaiverse flows (Prefect deployments), follow their runs and logs, and re
 and catalog records. Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`;
 the admin key is created on the first start (`<data_dir>/admin.key`) and creates users.
 Errors are `{"detail": "<one line reason>"}`. Another user's runs and assets answer 404.
+`/personalization` holds your interactions, profile, recommendations and quests, with consent
+per purpose, export and erasure (docs/PRIVACY.md); it only ever shows your own data.
 """
 
 
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     services = Services(settings=settings, store=store, catalog=cat)
     services.extras["prefect"] = PrefectGateway(settings.prefect_url)
     services.extras["health_store"] = ObjectStore.from_settings(settings, timeout_s=3.0)
+    services.extras["personalization"] = start_personalization(settings, store)
     app = build_app()
     app.state.services = services
     services.web_status = mount_web(app)
@@ -57,7 +61,7 @@ def build_app() -> FastAPI:
     """The routes and error handlers without any services: what the OpenAPI schema is made of."""
     app = FastAPI(title="gaiverse API", version=__version__, description=DESCRIPTION)
     install_error_handlers(app)
-    for module in (health, auth, runs, assets, catalog, uploads):
+    for module in (health, auth, runs, assets, catalog, uploads, personalization):
         app.include_router(module.router)
     return app
 

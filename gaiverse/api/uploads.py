@@ -132,7 +132,18 @@ class _Receiver:
              responses=error_responses(400, 413, 415, 503))
 async def post_upload(request: Request, services: ServicesDep, user: CurrentUser) -> AssetOut:
     """Upload one file (multipart field `file`) as your asset; the same bytes always get the same key."""
-    limit = services.settings.max_upload_bytes
+    with tempfile.TemporaryDirectory(prefix="gaiverse-upload-") as tmp:
+        receiver, ftype = await receive_upload(request, services.settings.max_upload_bytes, Path(tmp))
+        row = await run_in_threadpool(_store, services, user, receiver, ftype)
+    return AssetOut(**row)
+
+
+async def receive_upload(request: Request, limit: int, directory: Path) -> tuple[_Receiver, FileType]:
+    """Stream the multipart `file` field of ``request`` to ``directory`` (at most ``limit`` bytes) and check it.
+
+    Raises the 4xx HTTPException for a wrong content type, an oversized, malformed, empty or
+    mistyped file; shared by every route that takes an upload (here and in personalization).
+    """
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if media_type != b"multipart/form-data" or not boundary:
@@ -142,24 +153,21 @@ async def post_upload(request: Request, services: ServicesDep, user: CurrentUser
     if declared is not None and declared.isdigit() and int(declared) > limit + ENVELOPE_BYTES:
         await _drain(request.stream())
         raise HTTPException(413, f"upload of {declared} bytes exceeds the limit of {limit} bytes")
-    with tempfile.TemporaryDirectory(prefix="gaiverse-upload-") as tmp:
-        receiver = _Receiver(Path(tmp), limit)
-        stream = request.stream()
-        try:
-            parser = MultipartParser(boundary, receiver.callbacks())
-            async for chunk in stream:
-                parser.write(chunk)
-            parser.finalize()
-        except _TooLarge:
-            await _drain(stream)
-            raise HTTPException(413, f"upload exceeds the limit of {limit} bytes") from None
-        except (MultipartParseError, ValueError) as err:
-            raise HTTPException(400, f"malformed multipart body: {type(err).__name__}") from None
-        finally:
-            receiver.close()
-        ftype = _check_file(receiver)
-        row = await run_in_threadpool(_store, services, user, receiver, ftype)
-    return AssetOut(**row)
+    receiver = _Receiver(directory, limit)
+    stream = request.stream()
+    try:
+        parser = MultipartParser(boundary, receiver.callbacks())
+        async for chunk in stream:
+            parser.write(chunk)
+        parser.finalize()
+    except _TooLarge:
+        await _drain(stream)
+        raise HTTPException(413, f"upload exceeds the limit of {limit} bytes") from None
+    except (MultipartParseError, ValueError) as err:
+        raise HTTPException(400, f"malformed multipart body: {type(err).__name__}") from None
+    finally:
+        receiver.close()
+    return receiver, _check_file(receiver)
 
 
 def _check_file(receiver: _Receiver) -> FileType:

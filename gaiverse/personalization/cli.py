@@ -89,21 +89,21 @@ def recommend_command(
 eval_app.command("recommend")(recommend_command)
 
 
-def _paths(db: Path | None) -> tuple[Path, Path]:
+def _path(db: Path | None) -> Path:
+    """The personalization DuckDB file: ``--db`` or ``<data_dir>/personalization.duckdb`` (shared with the API)."""
     from gaiverse.config import get_settings
 
-    root = db or get_settings().data_dir / "personalization"
-    return root / "tasks.duckdb", root / "interactions.duckdb"
+    return db or get_settings().personalization_path
 
 
 def _repository(db: Path | None):
     from gaiverse.personalization.task_repository import TaskRepository
 
-    return TaskRepository(_paths(db)[0])
+    return TaskRepository(_path(db))
 
 
 @tasks_app.command("seed")
-def seed_command(db: Path | None = typer.Option(None, "--db", help="folder of the personalization DuckDB files"),
+def seed_command(db: Path | None = typer.Option(None, "--db", help="the personalization DuckDB file"),
                  srd: bool = typer.Option(True, "--srd/--no-srd", help="also import the SRD-derived quests")) -> None:
     """Add the authored tasks and the SRD-derived quests (idempotent)."""
     from gaiverse.personalization.knowledge import load_knowledge
@@ -140,19 +140,22 @@ def search_command(query: str, db: Path | None = typer.Option(None, "--db"), tag
 
 
 @tasks_app.command("generate")
-def generate_command(user: str = typer.Option(..., "--user"), db: Path | None = typer.Option(None, "--db"),
+def generate_command(user: str = typer.Option(..., "--user", help="account id (user_id of `gaiverse` API users)"),
                      n: int = typer.Option(1, "--n", min=1)) -> None:
-    """Generate quests for a user from their stored history; they are stored back. PER-d1, PER-d2."""
-    from gaiverse.personalization.interaction_store import InteractionStore
-    from gaiverse.personalization.knowledge import load_knowledge
-    from gaiverse.personalization.personalizer import Personalizer
+    """Generate quests for a user from their stored history; they are stored back. PER-d1, PER-d2.
 
-    tasks_db, interactions_db = _paths(db)
-    store = InteractionStore(interactions_db)
-    if not store.has_user(user):
-        _fail(f"`--user` {user!r} is not a known user of {interactions_db}")
-    personalizer = Personalizer(store, _repository(db), load_knowledge())
-    for quest in personalizer.generate(user, n):
+    Goes through the personalization service, so the user's consent and encryption apply (PER-f1).
+    """
+    from gaiverse.config import get_settings
+    from gaiverse.personalization.service import PersonalizationService
+    from gaiverse.privacy import ConsentRequired
+
+    service = PersonalizationService.from_settings(get_settings())
+    try:
+        quests = service.generate(user, n)
+    except (ConsentRequired, ValueError) as err:
+        _fail(err)
+    for quest in quests:
         typer.echo(f"{quest.task.task_id}  {quest.task.title}\n  {quest.task.description}")
 
 

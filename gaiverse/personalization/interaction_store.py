@@ -6,6 +6,10 @@ puts them in the object store and passes the key (``media_key``) together with t
 derived (transcript, prosody, OCR text, colours; see ``media_features.py``). Bulk import of logs
 in the documented CSV formats (``interaction_log.py``) runs in one transaction: a file that fails
 validation stores nothing.
+
+With a ``FieldCodec`` (``gaiverse.privacy.SubjectVault``) the free text and the derived features
+are sealed per user before they reach DuckDB and opened when read (PER-f1); ``frame()`` returns the
+stored (sealed) columns. The file is a ``Database`` shared with other processes (``database.py``).
 """
 
 from __future__ import annotations
@@ -13,15 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 import duckdb
 import pandas as pd
 
+from gaiverse.personalization.database import Database
 from gaiverse.personalization.interaction_log import (
     EVENTS,
     MODALITIES,
@@ -73,6 +77,14 @@ CREATE TABLE IF NOT EXISTS imports (
 """
 
 
+class FieldCodec(Protocol):
+    """Seals a user's text before storage and opens it after reading (identity when absent)."""
+
+    def seal_text(self, user_id: str, text: str) -> str: ...
+
+    def open_text(self, user_id: str, sealed: str) -> str: ...
+
+
 class UnknownUserError(KeyError):
     """An operation named a user the store does not hold."""
 
@@ -113,40 +125,56 @@ def _now() -> datetime:
 class InteractionStore:
     """DuckDB-backed interaction database at ``path`` (``":memory:"`` for a throwaway store).
 
-    One connection, guarded by a lock, so the same store object can serve several threads.
+    ``db`` shares one ``Database`` with the task repository and the privacy tables (one file);
+    ``codec`` seals text and features per user. Safe to use from several threads and processes.
     """
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(self.path)
-        self._lock = threading.RLock()
-        self._con.execute(SCHEMA)
+    def __init__(self, path: str | Path = ":memory:", *, db: Database | None = None,
+                 codec: FieldCodec | None = None) -> None:
+        self.db = db or Database(path)
+        self.path = self.db.path
+        self.codec = codec
+        with self.db.write() as con:
+            con.execute(SCHEMA)
 
     def close(self) -> None:
-        """Close the DuckDB connection."""
-        with self._lock:
-            self._con.close()
+        """Release the database (file databases hold no connection between calls)."""
+        self.db.close()
+
+    def _seal(self, user_id: str, text: str) -> str:
+        return self.codec.seal_text(user_id, text) if self.codec is not None and text else text
+
+    def _open(self, user_id: str, text: str | None) -> str:
+        return self.codec.open_text(user_id, text) if self.codec is not None and text else (text or "")
+
+    def _seal_features(self, user_id: str, features: dict[str, Any]) -> str:
+        blob = json.dumps(features)
+        return json.dumps(self._seal(user_id, blob)) if self.codec is not None and features else blob
+
+    def _open_features(self, user_id: str, stored: str | None) -> dict[str, Any]:
+        value = json.loads(stored) if stored else {}
+        if isinstance(value, str):
+            value = json.loads(self._open(user_id, value))
+        return value
 
     # users and sessions
     def add_user(self, user_id: str, attributes: dict[str, Any] | None = None) -> None:
         """Create a user (idempotent: an existing user keeps its attributes)."""
         if not isinstance(user_id, str) or not user_id.strip():
             raise ValueError(f"`user_id` must be a non-empty string, got {user_id!r}")
-        with self._lock:
-            self._con.execute("INSERT OR IGNORE INTO users VALUES (?, ?, ?)",
-                              [user_id, _now(), json.dumps(attributes or {})])
+        with self.db.write() as con:
+            con.execute("INSERT OR IGNORE INTO users VALUES (?, ?, ?)",
+                        [user_id, _now(), self._seal_features(user_id, attributes or {})])
 
     def has_user(self, user_id: str) -> bool:
         """Whether the store holds ``user_id``."""
-        with self._lock:
-            return self._con.execute("SELECT 1 FROM users WHERE user_id = ?", [user_id]).fetchone() is not None
+        with self.db.read() as con:
+            return con.execute("SELECT 1 FROM users WHERE user_id = ?", [user_id]).fetchone() is not None
 
     def users(self) -> list[str]:
         """Every user id, sorted."""
-        with self._lock:
-            return [r[0] for r in self._con.execute("SELECT user_id FROM users ORDER BY user_id").fetchall()]
+        with self.db.read() as con:
+            return [r[0] for r in con.execute("SELECT user_id FROM users ORDER BY user_id").fetchall()]
 
     # single inputs
     def record(self, user_id: str, *, modality: str = "text", event: str = "message", text: str = "",
@@ -167,18 +195,19 @@ class InteractionStore:
         ts = ts or _now()
         if ts.tzinfo is None:
             raise ValueError(f"`ts` must be timezone-aware, got {ts!r}")
-        with self._lock:
+        sealed_text, sealed_features = self._seal(user_id, text), self._seal_features(user_id, features or {})
+        with self.db.write() as con:
             if not self.has_user(user_id):
                 raise UnknownUserError(f"`user_id` {user_id!r} is not a known user")
             if session_id:
-                self._con.execute(
+                con.execute(
                     "INSERT INTO sessions VALUES (?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE "
                     "SET last_seen = greatest(sessions.last_seen, excluded.last_seen)",
                     [session_id, user_id, ts, ts])
-            row = self._con.execute(
+            row = con.execute(
                 "INSERT INTO interactions (user_id, session_id, ts, modality, event, item_id, text, reward, "
                 "features, media_key, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'live') RETURNING interaction_id",
-                [user_id, session_id, ts, modality, event, item_id, text, reward, json.dumps(features or {}),
+                [user_id, session_id, ts, modality, event, item_id, sealed_text, reward, sealed_features,
                  media_key]).fetchone()
         return Interaction(int(row[0]), user_id, ts, modality, event, text, item_id, session_id, reward,
                            dict(features or {}), media_key)
@@ -210,12 +239,12 @@ class InteractionStore:
                f"ORDER BY ts DESC, interaction_id DESC")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._lock:
+        with self.db.read() as con:
             if not self.has_user(user_id):
                 raise UnknownUserError(f"`user_id` {user_id!r} is not a known user")
-            rows = self._con.execute(sql, params).fetchall()
-        return [Interaction(int(r[0]), r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7], r[8],
-                            json.loads(r[9]) if r[9] else {}, r[10]) for r in reversed(rows)]
+            rows = con.execute(sql, params).fetchall()
+        return [Interaction(int(r[0]), r[1], r[2], r[3], r[4], self._open(r[1], r[5]), r[6], r[7], r[8],
+                            self._open_features(r[1], r[9]), r[10]) for r in reversed(rows)]
 
     def current_input(self, user_id: str) -> Interaction | None:
         """The user's most recent interaction (the "current input" of PER-a2), or None."""
@@ -224,17 +253,16 @@ class InteractionStore:
 
     def count(self, user_id: str | None = None) -> int:
         """Number of stored interactions, of one user or of all."""
-        with self._lock:
+        with self.db.read() as con:
             if user_id is None:
-                return int(self._con.execute("SELECT count(*) FROM interactions").fetchone()[0])
-            return int(self._con.execute("SELECT count(*) FROM interactions WHERE user_id = ?",
-                                         [user_id]).fetchone()[0])
+                return int(con.execute("SELECT count(*) FROM interactions").fetchone()[0])
+            return int(con.execute("SELECT count(*) FROM interactions WHERE user_id = ?", [user_id]).fetchone()[0])
 
     def frame(self, sql_where: str = "TRUE", params: list[Any] | None = None) -> pd.DataFrame:
-        """Interactions as a DataFrame (for analytics and model training)."""
-        with self._lock:
-            return self._con.execute(f"SELECT * FROM interactions WHERE {sql_where} ORDER BY ts, interaction_id",
-                                     params or []).df()
+        """Interactions as stored (text and features sealed when a codec is set), for analytics and training."""
+        with self.db.read() as con:
+            return con.execute(f"SELECT * FROM interactions WHERE {sql_where} ORDER BY ts, interaction_id",
+                               params or []).df()
 
     # bulk import
     def import_csv(self, path: str | Path, item_context: str | Path | None = None) -> ImportResult:
@@ -253,45 +281,117 @@ class InteractionStore:
         """Import an already validated log; ``digest`` identifies its content for de-duplication."""
         frame = parsed.frame
         ufeat = parsed.user_features
+        n_users = int(frame["user_id"].nunique())
+        try:
+            with self.db.write() as con:
+                seen = con.execute("SELECT rows, users FROM imports WHERE sha256 = ?", [digest]).fetchone()
+                if seen is not None:
+                    log.warning("%s was imported before (sha256 %s); nothing stored", parsed.source, digest[:12])
+                    return ImportResult(parsed.source, parsed.format, int(seen[0]), int(seen[1]), digest, True)
+                rows = self._import_rows(parsed, frame, ufeat)  # sealing may create user keys: same transaction
+                con.register("import_rows", rows)
+                try:
+                    con.execute(
+                        "INSERT OR IGNORE INTO users SELECT user_id, min(ts), '{}' FROM import_rows GROUP BY user_id")
+                    con.execute(
+                        "INSERT INTO sessions SELECT session_id, any_value(user_id), min(ts), max(ts) FROM import_rows "
+                        "WHERE session_id IS NOT NULL GROUP BY session_id ON CONFLICT (session_id) DO UPDATE "
+                        "SET last_seen = greatest(sessions.last_seen, excluded.last_seen)")
+                    con.execute(
+                        "INSERT INTO interactions (user_id, session_id, ts, modality, event, item_id, text, reward, "
+                        "propensity, position, features, media_key, source) SELECT user_id, session_id, ts, modality, "
+                        "event, item_id, text, reward, propensity, position, features, media_key, source "
+                        "FROM import_rows")
+                    con.execute("INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?)",
+                                [digest, parsed.source, parsed.format, len(rows), n_users, _now()])
+                finally:
+                    con.unregister("import_rows")
+        except duckdb.Error as err:
+            raise InteractionLogError(f"{parsed.source}: import failed, nothing stored ({err})") from err
+        log.info("imported %d interactions of %d users from %s", len(rows), n_users, parsed.source)
+        return ImportResult(parsed.source, parsed.format, len(rows), n_users, digest)
+
+    def _import_rows(self, parsed: InteractionLog, frame: pd.DataFrame, ufeat: pd.DataFrame) -> pd.DataFrame:
+        users = frame["user_id"].tolist()
         features = []
         for i, extra in enumerate(frame["features"]):
             merged = dict(extra)
             if len(ufeat.columns):
                 merged["user_features"] = {c: str(ufeat.iat[i, j]) for j, c in enumerate(ufeat.columns)}
-            features.append(json.dumps(merged))
-        rows = pd.DataFrame({
+            features.append(self._seal_features(users[i], merged))
+        return pd.DataFrame({
             "user_id": frame["user_id"], "session_id": frame["session_id"], "ts": frame["ts"],
             "modality": frame["modality"], "event": frame["event"], "item_id": frame["item_id"],
-            "text": frame["text"], "reward": frame["reward"], "propensity": frame["propensity"],
-            "position": frame["position"].astype("float").astype("Int32"), "features": features,
-            "media_key": frame["media_key"], "source": parsed.source,
+            "text": [self._seal(u, t) for u, t in zip(users, frame["text"])], "reward": frame["reward"],
+            "propensity": frame["propensity"], "position": frame["position"].astype("float").astype("Int32"),
+            "features": features, "media_key": frame["media_key"], "source": parsed.source,
         })
-        n_users = int(frame["user_id"].nunique())
-        with self._lock:
-            seen = self._con.execute("SELECT rows, users FROM imports WHERE sha256 = ?", [digest]).fetchone()
-            if seen is not None:
-                log.warning("%s was imported before (sha256 %s); nothing stored", parsed.source, digest[:12])
-                return ImportResult(parsed.source, parsed.format, int(seen[0]), int(seen[1]), digest, True)
-            self._con.execute("BEGIN TRANSACTION")
-            try:
-                self._con.register("import_rows", rows)
-                self._con.execute(
-                    "INSERT OR IGNORE INTO users SELECT user_id, min(ts), '{}' FROM import_rows GROUP BY user_id")
-                self._con.execute(
-                    "INSERT INTO sessions SELECT session_id, any_value(user_id), min(ts), max(ts) FROM import_rows "
-                    "WHERE session_id IS NOT NULL GROUP BY session_id ON CONFLICT (session_id) DO UPDATE "
-                    "SET last_seen = greatest(sessions.last_seen, excluded.last_seen)")
-                self._con.execute(
-                    "INSERT INTO interactions (user_id, session_id, ts, modality, event, item_id, text, reward, "
-                    "propensity, position, features, media_key, source) SELECT user_id, session_id, ts, modality, "
-                    "event, item_id, text, reward, propensity, position, features, media_key, source FROM import_rows")
-                self._con.execute("INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?)",
-                                  [digest, parsed.source, parsed.format, len(rows), n_users, _now()])
-                self._con.execute("COMMIT")
-            except duckdb.Error as err:
-                self._con.execute("ROLLBACK")
-                raise InteractionLogError(f"{parsed.source}: import failed, nothing stored ({err})") from err
-            finally:
-                self._con.unregister("import_rows")
-        log.info("imported %d interactions of %d users from %s", len(rows), n_users, parsed.source)
-        return ImportResult(parsed.source, parsed.format, len(rows), n_users, digest)
+
+    # privacy: one user's rows, erasure and retention (PER-f1)
+    def interaction(self, user_id: str, interaction_id: int) -> Interaction | None:
+        """One interaction of ``user_id`` by id; None when it does not exist or belongs to someone else."""
+        with self.db.read() as con:
+            row = con.execute(
+                "SELECT interaction_id, user_id, ts, modality, event, text, item_id, session_id, reward, features, "
+                "media_key FROM interactions WHERE interaction_id = ? AND user_id = ?",
+                [int(interaction_id), user_id]).fetchone()
+        if row is None:
+            return None
+        return Interaction(int(row[0]), row[1], row[2], row[3], row[4], self._open(row[1], row[5]), row[6], row[7],
+                           row[8], self._open_features(row[1], row[9]), row[10])
+
+    def sessions(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's sessions (id, started_at, last_seen), oldest first."""
+        with self.db.read() as con:
+            rows = con.execute("SELECT session_id, started_at, last_seen FROM sessions WHERE user_id = ? "
+                               "ORDER BY started_at", [user_id]).fetchall()
+        return [{"session_id": r[0], "started_at": r[1], "last_seen": r[2]} for r in rows]
+
+    def attributes(self, user_id: str) -> dict[str, Any]:
+        """The attributes stored with the user (opened)."""
+        with self.db.read() as con:
+            row = con.execute("SELECT attributes FROM users WHERE user_id = ?", [user_id]).fetchone()
+        if row is None:
+            raise UnknownUserError(f"`user_id` {user_id!r} is not a known user")
+        return self._open_features(user_id, row[0])
+
+    def media_keys(self, *, user_id: str | None = None, before: datetime | None = None) -> list[str]:
+        """Object keys of stored media, of one user and/or recorded before an instant."""
+        where, params = ["media_key IS NOT NULL"], []
+        if user_id is not None:
+            where.append("user_id = ?")
+            params.append(user_id)
+        if before is not None:
+            where.append("ts < ?")
+            params.append(before)
+        with self.db.read() as con:
+            rows = con.execute(f"SELECT DISTINCT media_key FROM interactions WHERE {' AND '.join(where)} "
+                               f"ORDER BY media_key", params).fetchall()
+        return [r[0] for r in rows]
+
+    def delete_user(self, user_id: str) -> list[str]:
+        """Delete the user, their sessions and every interaction; returns the media keys they referenced."""
+        with self.db.write() as con:
+            keys = [r[0] for r in con.execute("SELECT DISTINCT media_key FROM interactions WHERE user_id = ? "
+                                              "AND media_key IS NOT NULL", [user_id]).fetchall()]
+            con.execute("DELETE FROM interactions WHERE user_id = ?", [user_id])
+            con.execute("DELETE FROM sessions WHERE user_id = ?", [user_id])
+            con.execute("DELETE FROM users WHERE user_id = ?", [user_id])
+            still = {r[0] for r in con.execute("SELECT DISTINCT media_key FROM interactions "
+                                               "WHERE media_key IS NOT NULL").fetchall()}
+        return [k for k in keys if k not in still]
+
+    def expire(self, before: datetime) -> tuple[int, list[str]]:
+        """Delete every interaction older than ``before`` and sessions left empty; (rows, media keys)."""
+        if before.tzinfo is None:
+            raise ValueError(f"`before` must be timezone-aware, got {before!r}")
+        with self.db.write() as con:
+            keys = [r[0] for r in con.execute("SELECT DISTINCT media_key FROM interactions WHERE ts < ? "
+                                              "AND media_key IS NOT NULL", [before]).fetchall()]
+            n = int(con.execute("SELECT count(*) FROM interactions WHERE ts < ?", [before]).fetchone()[0])
+            con.execute("DELETE FROM interactions WHERE ts < ?", [before])
+            con.execute("DELETE FROM sessions WHERE session_id NOT IN "
+                        "(SELECT session_id FROM interactions WHERE session_id IS NOT NULL)")
+            still = {r[0] for r in con.execute("SELECT DISTINCT media_key FROM interactions "
+                                               "WHERE media_key IS NOT NULL").fetchall()}
+        return n, [k for k in keys if k not in still]

@@ -64,11 +64,13 @@ class Personalizer:
         """The short personal description of PER-c1."""
         return self.profile(user_id).describe()
 
-    def observe(self, user_id: str, **record: Any) -> Interaction:
+    def observe(self, user_id: str, *, count_engagement: bool = True, **record: Any) -> Interaction:
         """Store one input and reflect it in the profile (and task engagement) immediately.
 
         ``record`` are the keyword arguments of ``InteractionStore.record`` (modality, event, text,
-        item_id, session_id, ts, reward, features, media_key). Implements PER-a1, PER-a2, PER-e1.
+        item_id, session_id, ts, reward, features, media_key). ``count_engagement`` False keeps task
+        events out of the tasks' observed relevance (no analytics consent, PER-f1).
+        Implements PER-a1, PER-a2, PER-e1.
         """
         item_id = record.get("item_id")
         if item_id and record.get("event") in TASK_EVENTS and item_id not in self.repository:
@@ -77,7 +79,7 @@ class Personalizer:
             profile = self.profile(user_id)
             interaction = self.store.record(user_id, **record)
             self.analyzer.update(profile, interaction)
-        if item_id and interaction.event in TASK_EVENTS:
+        if item_id and interaction.event in TASK_EVENTS and count_engagement:
             interests = {t for t, _ in profile.interests(5)}
             via = [t for t in self.repository.get(item_id).tags if t in interests]
             self.repository.record_engagement(item_id, TASK_EVENTS[interaction.event], via)  # type: ignore[arg-type]
@@ -91,10 +93,18 @@ class Personalizer:
         """New quests for the user, validated and stored in the repository. Implements PER-d1, PER-d2."""
         return self.generator.generate(self.profile(user_id), n)
 
-    def accept(self, user_id: str, recommendation: Recommendation) -> str:
+    def accept(self, user_id: str, recommendation: Recommendation, count_engagement: bool = True) -> str:
         """The user takes on a recommended task: an adjusted variant is stored (PER-d2), then accepted."""
         task = recommendation.task
         if task.task_id not in self.repository:
             self.repository.add(task)
-        self.observe(user_id, event="accept", item_id=task.task_id)
+        self.observe(user_id, event="accept", item_id=task.task_id, count_engagement=count_engagement)
         return task.task_id
+
+    def forget(self, user_id: str | None = None) -> None:
+        """Drop the in-memory profile of one user (or of all): it is rebuilt from the store when next needed."""
+        with self._lock:
+            if user_id is None:
+                self._profiles.clear()
+            else:
+                self._profiles.pop(user_id, None)

@@ -5,6 +5,8 @@ FLOAT array) and served from an in-memory index (a dict plus one embedding matri
 keeps current, so retrieval never waits on the database. Relevance exists twice: as authored
 (overall and per tag) and as observed from engagement (shown, accepted, completed, abandoned), the
 observed value shrinking towards the authored one while evidence is thin.
+The file is a ``Database`` that other processes may write too (the seed flow): ``reload`` rebuilds
+the index when ``Database.changed_elsewhere`` says so.
 Implements PER-b1 (metadata), PER-b2 (hybrid retrieval) and PER-d2 (stored-back generated tasks).
 """
 
@@ -18,10 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
-import duckdb
 import numpy as np
 import pandas as pd
 
+from gaiverse.personalization.database import Database
 from gaiverse.personalization.embedding import Embedder, HashingEmbedder, tokenize
 
 log = logging.getLogger(__name__)
@@ -194,35 +196,37 @@ def _row_to_task(data: str, created_at: datetime) -> Task:
 class TaskRepository:
     """Tasks in DuckDB at ``path`` plus an in-memory index for retrieval. Implements PER-b1, PER-b2."""
 
-    def __init__(self, path: str | Path = ":memory:", embedder: Embedder | None = None) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | Path = ":memory:", embedder: Embedder | None = None, *,
+                 db: Database | None = None) -> None:
+        self.db = db or Database(path)
+        self.path = self.db.path
         self.embedder = embedder or HashingEmbedder()
-        self._con = duckdb.connect(self.path)
         self._lock = threading.RLock()
-        self._con.execute(
-            f"CREATE TABLE IF NOT EXISTS tasks (task_id VARCHAR PRIMARY KEY, data JSON NOT NULL, "
-            f"provenance_kind VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL, "
-            f"embedding FLOAT[{self.embedder.dim}] NOT NULL)")
-        self._con.execute("CREATE TABLE IF NOT EXISTS repository_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        stored = self._con.execute("SELECT value FROM repository_meta WHERE key = 'embedder'").fetchone()
-        if stored is None:
-            self._con.execute("INSERT INTO repository_meta VALUES ('embedder', ?)", [self.embedder.name])
-        elif stored[0] != self.embedder.name:
-            raise ValueError(f"`embedder` {self.embedder.name!r} differs from the one that built {self.path!r} "
-                             f"({stored[0]!r}); re-embed the repository first")
-        self._tasks: dict[str, Task] = {}
-        self._ids: list[str] = []
-        self._pos: dict[str, int] = {}
-        self._matrix = np.zeros((0, self.embedder.dim), dtype=np.float32)
-        rows = self._con.execute("SELECT data, created_at, embedding FROM tasks ORDER BY created_at, task_id").fetchall()
-        if rows:
+        with self.db.write() as con:
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS tasks (task_id VARCHAR PRIMARY KEY, data JSON NOT NULL, "
+                f"provenance_kind VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL, "
+                f"embedding FLOAT[{self.embedder.dim}] NOT NULL)")
+            con.execute("CREATE TABLE IF NOT EXISTS repository_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            stored = con.execute("SELECT value FROM repository_meta WHERE key = 'embedder'").fetchone()
+            if stored is None:
+                con.execute("INSERT INTO repository_meta VALUES ('embedder', ?)", [self.embedder.name])
+            elif stored[0] != self.embedder.name:
+                raise ValueError(f"`embedder` {self.embedder.name!r} differs from the one that built {self.path!r} "
+                                 f"({stored[0]!r}); re-embed the repository first")
+        self.reload()
+        log.info("task repository %s: %d tasks", self.path, len(self._ids))
+
+    def reload(self) -> None:
+        """Rebuild the in-memory index from the database (after another process changed it)."""
+        with self.db.read() as con:
+            rows = con.execute("SELECT data, created_at, embedding FROM tasks ORDER BY created_at, task_id").fetchall()
+        with self._lock:
             self._tasks = {t.task_id: t for t in (_row_to_task(r[0], r[1]) for r in rows)}
             self._ids = list(self._tasks)
             self._pos = {tid: i for i, tid in enumerate(self._ids)}
-            self._matrix = np.asarray([r[2] for r in rows], dtype=np.float32)
-        log.info("task repository %s: %d tasks", self.path, len(self._ids))
+            self._matrix = (np.asarray([r[2] for r in rows], dtype=np.float32) if rows
+                            else np.zeros((0, self.embedder.dim), dtype=np.float32))
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -265,12 +269,13 @@ class TaskRepository:
             rows = [_task_to_row(t) for t in batch]
             frame = pd.DataFrame(rows)
             frame["embedding"] = list(vectors)
-            self._con.register("new_tasks", frame)
-            try:
-                self._con.execute(f"INSERT INTO tasks SELECT task_id, data, provenance_kind, created_at, "
-                                  f"embedding::FLOAT[{self.embedder.dim}] FROM new_tasks")
-            finally:
-                self._con.unregister("new_tasks")
+            with self.db.write() as con:
+                con.register("new_tasks", frame)
+                try:
+                    con.execute(f"INSERT INTO tasks SELECT task_id, data, provenance_kind, created_at, "
+                                f"embedding::FLOAT[{self.embedder.dim}] FROM new_tasks")
+                finally:
+                    con.unregister("new_tasks")
             for task in batch:
                 self._tasks[task.task_id] = task
                 self._pos[task.task_id] = len(self._ids)
@@ -284,8 +289,9 @@ class TaskRepository:
             self.get(task.task_id)
             vector = self.embedder.embed([task.text])[0]
             row = _task_to_row(task)
-            self._con.execute("UPDATE tasks SET data = ?, embedding = ? WHERE task_id = ?",
-                              [row["data"], vector.tolist(), task.task_id])
+            with self.db.write() as con:
+                con.execute("UPDATE tasks SET data = ?, embedding = ? WHERE task_id = ?",
+                            [row["data"], vector.tolist(), task.task_id])
             self._tasks[task.task_id] = task
             self._matrix[self._pos[task.task_id]] = vector
 
@@ -305,9 +311,30 @@ class TaskRepository:
                 engagement.per_tag[tag] = [value + EVENT_VALUE[event], n + 1]
             updated = replace(task, engagement=engagement)
             row = _task_to_row(updated)
-            self._con.execute("UPDATE tasks SET data = ? WHERE task_id = ?", [row["data"], task_id])
+            with self.db.write() as con:
+                con.execute("UPDATE tasks SET data = ? WHERE task_id = ?", [row["data"], task_id])
             self._tasks[task_id] = updated
         return updated
+
+    def remove(self, task_ids: Iterable[str]) -> int:
+        """Delete tasks (erasure of tasks generated for a user); unknown ids are ignored. Returns how many."""
+        with self._lock:
+            doomed = [t for t in task_ids if t in self._tasks]
+            if not doomed:
+                return 0
+            with self.db.write() as con:
+                con.execute(f"DELETE FROM tasks WHERE task_id IN ({', '.join('?' for _ in doomed)})", doomed)
+            keep = [i for i, tid in enumerate(self._ids) if tid not in set(doomed)]
+            for tid in doomed:
+                del self._tasks[tid]
+            self._matrix = self._matrix[keep]
+            self._ids = [self._ids[i] for i in keep]
+            self._pos = {tid: i for i, tid in enumerate(self._ids)}
+        return len(doomed)
+
+    def generated_for(self, user_id: str) -> list[Task]:
+        """Tasks generated (or adjusted) for ``user_id``."""
+        return [t for t in self.all() if t.provenance.for_user == user_id]
 
     def similar(self, vector: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` tasks with the most similar embeddings (cosine), best first."""

@@ -30,7 +30,7 @@ def seeded_db(tmp_path_factory, kb) -> Path:
     path = tmp_path_factory.mktemp("tasks") / "tasks.duckdb"
     repo = TaskRepository(path)
     seed_repository(repo, kb)
-    repo._con.close()
+    repo.db.close()
     return path
 
 

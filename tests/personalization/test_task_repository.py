@@ -24,11 +24,11 @@ def test_seeded_corpus_has_authored_and_srd_tasks_with_metadata(repo):
 def test_repository_persists_and_refuses_a_different_embedder(repo):
     path = repo.path
     repo.record_engagement("authored-arena", "completed", via_tags=["combat"])
-    repo._con.close()
+    repo.db.close()
     reopened = TaskRepository(path)
     assert len(reopened) == 940
     assert reopened.get("authored-arena").engagement.counts["completed"] == 1
-    reopened._con.close()
+    reopened.db.close()
     with pytest.raises(ValueError, match="`embedder`"):
         TaskRepository(path, embedder=HashingEmbedder(dim=64))
 

@@ -1,0 +1,106 @@
+"""Where personal data meets the catalog: starting the personalization service, and a user's catalog records
+in their export and their erasure (PER-f1).
+
+The personalization tables hold only pseudonyms; the catalog holds the account (name, key hash),
+the assets a user owns (their uploads), the runs they triggered, and one row per sealed media
+object (without an owner: only the personalization data knows whose it is). Erasure removes the
+account last, so a failed erasure can be repeated with the same key, then rewrites the catalog
+file (same lock protocol as ``storage/catalog.py``) so no bytes of the deleted rows remain.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from typing import Any
+
+from gaiverse.api.keys import User
+from gaiverse.config import Settings
+from gaiverse.personalization.database import compact_file
+from gaiverse.personalization.service import PersonalizationService
+from storage.catalog import Catalog
+from storage.objectstore import AssetRef, ObjectStore
+
+log = logging.getLogger(__name__)
+
+UPLOAD_KIND_PREFIX = "upload/"
+"""Assets of these kinds are the user's own files: erased with the account when nobody else owns them."""
+
+
+def start_personalization(settings: Settings, store: ObjectStore) -> PersonalizationService | str:
+    """The service over ``<data_dir>/personalization.duckdb``, its task repository seeded when empty;
+    or a one-line reason why it is unavailable (the routes then answer 503)."""
+    try:
+        service = PersonalizationService.from_settings(settings, blobs=store)
+        if len(service.repository) == 0:
+            try:
+                service.seed()
+            except ValueError:  # another process seeded at the same moment
+                service.repository.reload()
+        return service
+    except Exception as err:  # noqa: BLE001 - the API still starts; the routes report why
+        log.exception("personalization unavailable")
+        return f"personalization unavailable: {type(err).__name__}: {err}".splitlines()[0]
+
+
+def record_media(catalog: Catalog, ref: AssetRef) -> None:
+    """Every stored object has its catalog row; a sealed media object's row names no owner."""
+    catalog.record_asset(ref)
+
+
+def catalog_export(catalog: Catalog, user: User) -> dict[str, Any]:
+    """The user's account, owned assets and triggered runs, JSON-ready."""
+    assets = catalog.query("SELECT a.* FROM assets a JOIN asset_owners o ON o.key = a.key WHERE o.owner = ? "
+                           "ORDER BY a.created_at, a.key", [user.user_id])
+    runs = catalog.query("SELECT flow_run_id, flow_name, deployment, parameters, state, started_at, ended_at "
+                         "FROM runs WHERE owner = ? ORDER BY started_at", [user.user_id])
+    return {
+        "account": {"user_id": user.user_id, "name": user.name, "is_admin": user.is_admin,
+                    "key_prefix": user.key_prefix, "created_at": user.created_at},
+        "assets": assets, "runs": runs,
+    }
+
+
+def erase_catalog(catalog: Catalog, store: ObjectStore, user: User, media_keys: list[str]) -> dict[str, int]:
+    """Delete the user's catalog traces: sealed media rows, their own uploads (objects too), ownership of
+    shared assets, the runs they triggered and, last, the account."""
+    rows = catalog.query(
+        "SELECT o.key, a.kind, (SELECT count(*) FROM asset_owners x WHERE x.key = o.key) AS owners "
+        "FROM asset_owners o LEFT JOIN assets a ON a.key = o.key WHERE o.owner = ?", [user.user_id])
+    uploads = [r["key"] for r in rows
+               if r["owners"] == 1 and (r["kind"] or "").startswith(UPLOAD_KIND_PREFIX)]
+    for key in uploads:
+        store.delete(key)
+    doomed = sorted(set(media_keys) | set(uploads))
+    deleted = 0
+    with catalog.write() as con:
+        for key in doomed:
+            deleted += _delete(con, "DELETE FROM lineage WHERE output_key = ? OR input_key = ?", [key, key])
+            deleted += _delete(con, "DELETE FROM asset_owners WHERE key = ?", [key])
+            deleted += _delete(con, "DELETE FROM assets WHERE key = ?", [key])
+        deleted += _delete(con, "DELETE FROM asset_owners WHERE owner = ?", [user.user_id])
+        deleted += _delete(con, "DELETE FROM runs WHERE owner = ?", [user.user_id])
+        deleted += _delete(con, "DELETE FROM users WHERE user_id = ?", [user.user_id])
+    _compact_catalog(catalog)
+    log.info("erased the catalog records of an account: %d rows, %d uploads", deleted, len(uploads))
+    return {"uploads": len(uploads), "catalog_rows": deleted}
+
+
+def _compact_catalog(catalog: Catalog) -> None:
+    """Rewrite the catalog file under its lock so the erased rows leave no bytes behind."""
+    fd = os.open(catalog.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        compact_file(catalog.path)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _delete(con, sql: str, params: list[Any]) -> int:
+    count_sql = "SELECT count(*) FROM " + sql.removeprefix("DELETE FROM ")
+    n = int(con.execute(count_sql, params).fetchone()[0])
+    if n:
+        con.execute(sql, params)
+    return n

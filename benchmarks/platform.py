@@ -54,6 +54,7 @@ def bench_cold_start(report: Report, settings) -> None:
 
 def bench_prefect(report: Report, settings, n_tasks: int) -> None:
     os.environ.update(prefect_env(settings))
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"  # 200 task-state lines would bury the table
     from prefect import flow, task
 
     def trivial(i: int) -> int:

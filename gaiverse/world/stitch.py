@@ -1,0 +1,164 @@
+"""Seamless worlds from fixed-size diffusion tiles: overlapping outpainting plus cross-fade blending.
+
+Tiles are generated in anti-diagonal waves; each tile is conditioned (inpainting) on the cells
+already generated in its overlap, then blended in with complementary linear ramps, so there is
+no step at tile borders. Implements ENV-a2 (layouts at the requested world size).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from gaiverse.world.layout_model import LayoutDiffusion
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TileGrid:
+    """Placement of overlapping tiles on a canvas."""
+
+    tile_px: int
+    """Tile edge, pixels."""
+    overlap: int
+    """Pixels shared by neighbouring tiles."""
+    rows: int
+    """Tiles along y."""
+    cols: int
+    """Tiles along x."""
+
+    @property
+    def stride(self) -> int:
+        return self.tile_px - self.overlap
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Canvas (height, width) in pixels."""
+        return (self.tile_px + (self.rows - 1) * self.stride, self.tile_px + (self.cols - 1) * self.stride)
+
+    def origin(self, i: int, j: int) -> tuple[int, int]:
+        return i * self.stride, j * self.stride
+
+    @classmethod
+    def covering(cls, height_px: int, width_px: int, tile_px: int, overlap: int) -> TileGrid:
+        """The smallest grid whose canvas is at least height_px x width_px."""
+        if not 0 <= overlap < tile_px:
+            raise ValueError(f"`overlap` must be within [0, tile_px={tile_px}), got {overlap}")
+        if height_px < 1 or width_px < 1:
+            raise ValueError(f"canvas must be at least 1x1 px, got {height_px}x{width_px}")
+        stride = tile_px - overlap
+        n = lambda px: max(1, math.ceil(max(px - tile_px, 0) / stride) + 1)  # noqa: E731
+        return cls(tile_px, overlap, n(height_px), n(width_px))
+
+
+def _ramp_weights(grid: TileGrid, i: int, j: int) -> np.ndarray:
+    """(px, px) blending weights: complementary linear ramps over overlaps with neighbours, 1 elsewhere."""
+    px, ov = grid.tile_px, grid.overlap
+    wy, wx = np.ones(px), np.ones(px)
+    if ov:
+        up = (np.arange(ov) + 0.5) / ov
+        if i > 0:
+            wy[:ov] = up
+        if i < grid.rows - 1:
+            wy[-ov:] = up[::-1]
+        if j > 0:
+            wx[:ov] = up
+        if j < grid.cols - 1:
+            wx[-ov:] = up[::-1]
+    return np.outer(wy, wx)
+
+
+def stitch_tiles(model: LayoutDiffusion, grid: TileGrid, controls_at: Callable[[int, int], np.ndarray],
+                 seed: int = 0, steps: int | None = None, guidance_scale: float | None = None,
+                 condition_on_neighbours: bool = True) -> np.ndarray:
+    """Generate a seamless (C, H, W) canvas of normalised values from a tile grid.
+
+    controls_at(i, j) -> (k,) raw controls of tile (i, j), so controls may vary over the
+    world (e.g. road density falling off from a dense centre). With
+    `condition_on_neighbours`, each tile is inpainted against the cells its earlier
+    neighbours produced, then the shared cells are pasted back and the step at the mask
+    boundary is spread into the new area by a harmonic correction (inpainting without
+    resampling leaves such a step). Blending always uses complementary ramps. Implements ENV-a2.
+    """
+    c, px = model.config.channels, grid.tile_px
+    if px != model.config.tile_px:
+        raise ValueError(f"`grid.tile_px` ({px}) must equal the model's tile_px ({model.config.tile_px})")
+    h, w = grid.shape
+    acc = np.zeros((c, h, w))
+    wsum = np.zeros((h, w))
+    for wave in range(grid.rows + grid.cols - 1):
+        cells = [(i, wave - i) for i in range(grid.rows) if 0 <= wave - i < grid.cols]
+        controls = np.stack([np.asarray(controls_at(i, j), dtype=np.float64) for i, j in cells])
+        known = mask = None
+        if condition_on_neighbours and wave > 0:
+            known = np.zeros((len(cells), c, px, px), np.float32)
+            mask = np.zeros_like(known)
+            for k, (i, j) in enumerate(cells):
+                r, q = grid.origin(i, j)
+                ws = wsum[r:r + px, q:q + px]
+                filled = ws > 0
+                known[k][:, filled] = (acc[:, r:r + px, q:q + px][:, filled] / ws[filled])
+                mask[k][:, filled] = 1.0
+        tiles = model.sample(controls, seed=seed * 1_000_003 + wave, steps=steps, guidance_scale=guidance_scale,
+                             known=known, known_mask=mask, paste_known=False)
+        if known is not None:
+            tiles = np.stack([_harmonic_fit(t, kn, mk) for t, kn, mk in zip(tiles, known, mask)])
+        for k, (i, j) in enumerate(cells):
+            r, q = grid.origin(i, j)
+            wt = _ramp_weights(grid, i, j)
+            acc[:, r:r + px, q:q + px] += tiles[k] * wt
+            wsum[r:r + px, q:q + px] += wt
+        log.debug("wave %d: %d tiles", wave, len(cells))
+    return (acc / wsum).astype(np.float32)
+
+
+def _harmonic_fit(tile: np.ndarray, known: np.ndarray, mask: np.ndarray, iterations: int = 400) -> np.ndarray:
+    """Paste the known cells into a new tile (C, px, px) without a step at the mask boundary.
+
+    The mismatch between each known cell and the nearest new cell is spread into the new area
+    as a harmonic (Laplace) correction with free (Neumann) tile borders, so the result equals
+    `known` on known cells and keeps the new tile's own relief, smoothly offset, elsewhere.
+    """
+    from scipy import ndimage
+
+    out = tile.astype(np.float64).copy()
+    for c in range(tile.shape[0]):
+        fixed_known = mask[c] > 0
+        if not fixed_known.any() or fixed_known.all():
+            continue
+        _, (ri, ci) = ndimage.distance_transform_edt(fixed_known, return_indices=True)
+        residual = np.where(fixed_known, known[c] - tile[c][ri, ci], 0.0)
+        corr = residual.copy()
+        for _ in range(iterations):  # Jacobi relaxation of the Laplace equation
+            p = np.pad(corr, 1, mode="edge")
+            corr = 0.25 * (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:])
+            corr[fixed_known] = residual[fixed_known]
+        out[c] = np.where(fixed_known, known[c], tile[c] + corr)
+    return out.astype(np.float32)
+
+
+def seam_jump_ratio(canvas: np.ndarray, grid: TileGrid) -> float:
+    """Largest step across a tile border / 99th percentile of steps inside tiles (about 1 = seamless).
+
+    canvas : (H, W) one channel. Compares |value(x+1) - value(x)| at the columns and rows where
+    a tile's exclusive area starts with the same differences elsewhere.
+    """
+    canvas = np.asarray(canvas, dtype=np.float64)
+    dx = np.abs(np.diff(canvas, axis=1))
+    dy = np.abs(np.diff(canvas, axis=0))
+    border_cols = {j * grid.stride + grid.overlap - 1 for j in range(1, grid.cols)} | \
+                  {j * grid.stride - 1 for j in range(1, grid.cols)}
+    border_rows = {i * grid.stride + grid.overlap - 1 for i in range(1, grid.rows)} | \
+                  {i * grid.stride - 1 for i in range(1, grid.rows)}
+    bc = sorted(b for b in border_cols if 0 <= b < dx.shape[1])
+    br = sorted(b for b in border_rows if 0 <= b < dy.shape[0])
+    inner_x = np.delete(dx, bc, axis=1)
+    inner_y = np.delete(dy, br, axis=0)
+    typical = np.percentile(np.concatenate([inner_x.ravel(), inner_y.ravel()]), 99)
+    border = max(dx[:, bc].max() if bc else 0.0, dy[br, :].max() if br else 0.0)
+    return float(border / max(typical, 1e-12))

@@ -10,11 +10,9 @@ serialised across processes and threads, and a failed transaction leaves no rows
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import socket
 import uuid
 from contextlib import contextmanager
@@ -26,6 +24,7 @@ from typing import Any, Iterator, Sequence
 import duckdb
 import pandas as pd
 
+from gaiverse.proc import file_lock
 from storage.objectstore import AssetRef
 
 log = logging.getLogger(__name__)
@@ -96,19 +95,9 @@ class Catalog:
 
     # connections ---------------------------------------------------------------------------
     @contextmanager
-    def _locked(self, exclusive: bool) -> Iterator[None]:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-    @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction: committed when the block ends, rolled back (no rows) when it raises."""
-        with self._locked(exclusive=True):
+        with file_lock(self.lock_path, exclusive=True):
             con = duckdb.connect(str(self.path))
             try:
                 con.execute("BEGIN TRANSACTION")
@@ -123,7 +112,7 @@ class Catalog:
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._locked(exclusive=False):
+        with file_lock(self.lock_path, exclusive=False):
             con = duckdb.connect(str(self.path), read_only=True)
             try:
                 yield con
@@ -144,7 +133,7 @@ class Catalog:
 
     def migrate(self) -> int:
         """Apply pending migrations; returns the schema version."""
-        with self._locked(exclusive=True):
+        with file_lock(self.lock_path, exclusive=True):
             con = duckdb.connect(str(self.path))
             try:
                 con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)")

@@ -15,7 +15,6 @@ connection (tests, throwaway stores). Implements the storage side of PER-a2 and 
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
+
+from gaiverse.proc import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +49,6 @@ class Database:
 
     # connections --------------------------------------------------------------------------
     @contextmanager
-    def _flock(self, exclusive: bool) -> Iterator[None]:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-    @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction: committed when the outermost block ends, rolled back (no rows) when it raises."""
         outer = getattr(self._local, "con", None)
@@ -70,7 +61,7 @@ class Database:
             with self._mem_lock:
                 yield from self._transaction(self._mem_con)
             return
-        with self._flock(exclusive=True):
+        with file_lock(self.lock_path, exclusive=True):
             con = duckdb.connect(self.path)
             try:
                 yield from self._transaction(con)
@@ -105,7 +96,7 @@ class Database:
         if not Path(self.path).exists():  # a read-only open cannot create the file
             with self.write():
                 pass
-        with self._flock(exclusive=False):
+        with file_lock(self.lock_path, exclusive=False):
             con = duckdb.connect(self.path, read_only=True)
             self._local.con, self._local.read_only = con, True
             try:
@@ -124,7 +115,7 @@ class Database:
             return
         if getattr(self._local, "con", None) is not None:
             raise RuntimeError("`compact` cannot run inside a read or write of the same thread")
-        with self._flock(exclusive=True):
+        with file_lock(self.lock_path, exclusive=True):
             compact_file(Path(self.path))
             self._bump()
 

@@ -2,59 +2,18 @@
 // Everything goes through the same JSON API as any other client; server text is only ever set
 // with textContent (never as HTML).
 import { createViewer } from './viewer.js';
+import {
+  $, api, apiKey, authHeaders, clearApiKey, el, formatBytes, formatTime, onUnauthorized, renderNav, setApiKey,
+} from './common.js';
 
-const KEY_STORAGE = 'gaiverse.apiKey';
 const POLL_MS = 3000;
-const $ = (id) => document.getElementById(id);
-
-class ApiError extends Error {
-  constructor(status, detail) {
-    super(`${status}: ${detail}`);
-    this.status = status;
-    this.detail = detail;
-  }
-}
-
-const apiKey = () => sessionStorage.getItem(KEY_STORAGE);
-const authHeaders = () => ({ Authorization: `Bearer ${apiKey()}` });
-
-async function api(path, { method = 'GET', json, body } = {}) {
-  const headers = authHeaders();
-  if (json !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    body = JSON.stringify(json);
-  }
-  const response = await fetch(path, { method, headers, body });
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail ?? detail; } catch { /* not JSON */ }
-    if (response.status === 401) signOut(detail);
-    throw new ApiError(response.status, detail);
-  }
-  return response.json();
-}
-
-function el(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = text;
-  if (className) node.className = className;
-  return node;
-}
-
-function formatBytes(n) {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KB`;
-  return `${(n / 1024 ** 2).toFixed(1)} MB`;
-}
-
-const formatTime = (iso) => (iso ? new Date(iso).toLocaleString() : '—');
 
 // --- sign in / out ---------------------------------------------------------------------
 let pollTimer = null;
 let viewer = null;
 
 async function signIn(key) {
-  sessionStorage.setItem(KEY_STORAGE, key);
+  setApiKey(key);
   try {
     const me = await api('/me');
     $('who').textContent = `${me.name}${me.is_admin ? ' (admin)' : ''}`;
@@ -66,13 +25,13 @@ async function signIn(key) {
     await Promise.all([refreshRuns(), refreshAssets(), loadDeployments()]);
     pollTimer = setInterval(refreshRuns, POLL_MS);
   } catch (err) {
-    sessionStorage.removeItem(KEY_STORAGE);
+    clearApiKey();
     $('sign-in-error').textContent = err.detail || String(err);
   }
 }
 
 function signOut(reason) {
-  sessionStorage.removeItem(KEY_STORAGE);
+  clearApiKey();
   clearInterval(pollTimer);
   $('terminal').hidden = true;
   $('sign-in').hidden = false;
@@ -255,4 +214,8 @@ $('deployment').addEventListener('change', renderParameterFields);
 $('trigger-form').addEventListener('submit', triggerRun);
 $('upload-form').addEventListener('submit', upload);
 
+onUnauthorized((detail) => signOut(detail));
+renderNav();
+const reason = new URLSearchParams(window.location.search).get('reason');
+if (reason) $('sign-in-error').textContent = reason;
 if (apiKey()) signIn(apiKey());

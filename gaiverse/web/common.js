@@ -10,6 +10,7 @@ export const PAGES = [
   { href: '/web/personal.html', label: 'For you' },
   { href: '/web/npc.html', label: 'NPCs' },
   { href: '/web/world.html', label: 'Worlds' },
+  { href: '/web/knowledge.html', label: 'Knowledge' },
 ];
 
 export class ApiError extends Error {

@@ -1,0 +1,100 @@
+"""Typer sub-apps for avatars: ``eval avatar-policy`` and ``avatar train-policy | decide`` (mounted by gaiverse.cli)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Personalized avatars")
+eval_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluate avatar models")
+
+
+def _emit(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _fail(reason: str) -> None:
+    typer.echo(f"error: {reason}", err=True)
+    raise typer.Exit(2)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@eval_app.command("avatar-policy")
+def eval_avatar_policy_cmd(
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Policy directory (default checkpoints/avatar_policy)"),
+    users: int = typer.Option(1000, "--users", min=10, help="Held-out simulated users"),
+    seed: int = typer.Option(900_001, "--seed", help="Seed of the held-out population"),
+    json_out: bool = typer.Option(True, "--json/--no-json", help="Print the JSON result (always on)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Satisfaction of the PPO decision policy vs the heuristic baseline on held-out users (AV-b3)."""
+    from gaiverse.avatar.evaluate import evaluate_avatar_policy
+
+    _logging(verbose)
+    try:
+        _emit(evaluate_avatar_policy(policy, users=users, seed=seed))
+    except FileNotFoundError as err:
+        _fail(str(err))
+
+
+@app.command("train-policy")
+def train_policy_cmd(
+    out: Path = typer.Option(Path("checkpoints/avatar_policy"), "--out", help="Directory for policy.pt + policy.json"),
+    iterations: int = typer.Option(250, "--iterations", min=1),
+    batch_users: int = typer.Option(1024, "--batch-users", min=8),
+    seed: int = typer.Option(0, "--seed"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train the avatar decision policy with PPO in the satisfaction environment (progress bar)."""
+    from rich.progress import Progress
+
+    from gaiverse.avatar.policy_training import PolicyTrainConfig, train_policy
+
+    _logging(verbose)
+    with Progress(transient=True) as bar:
+        task = bar.add_task("PPO", total=iterations)
+        policy, curve = train_policy(PolicyTrainConfig(iterations=iterations, batch_users=batch_users, seed=seed),
+                                     progress=lambda i, r: bar.update(task, advance=1, description=f"PPO reward {r:.3f}"))
+    policy.meta["curve"] = [round(c, 4) for c in curve]
+    path = policy.save(out)
+    _emit({"policy": str(path), "reward_first": curve[0], "reward_last": curve[-1]})
+
+
+@app.command("decide")
+def decide_cmd(
+    wishes: str = typer.Argument(..., help='What the user said, e.g. "blue hair and a deeper voice"'),
+    skin: str = typer.Option("#c68c6a", "--skin", help="Measured skin colour (hex)"),
+    f0: float = typer.Option(150.0, "--f0", min=50.0, max=500.0, help="Measured median F0 in Hz"),
+    height: Optional[float] = typer.Option(None, "--height", min=1.0, max=2.5, help="Measured height in m"),
+    policy: Optional[Path] = typer.Option(None, "--policy"),
+) -> None:
+    """Show the avatar parameters the policy and the heuristic choose for one capture + wishes."""
+    import numpy as np
+
+    from gaiverse.avatar.colour import srgb_to_lab
+    from gaiverse.avatar.decision import DEFAULT_POLICY_DIR, CaptureAnalysis, HeuristicDecider, PolicyDecider
+    from gaiverse.avatar.preferences import parse_preferences
+
+    if len(skin) != 7 or not skin.startswith("#"):
+        _fail(f"--skin must be a hex colour like #c68c6a, got {skin!r}")
+    try:
+        rgb = np.array([int(skin[i:i + 2], 16) for i in (1, 3, 5)]) / 255.0
+    except ValueError:
+        _fail(f"--skin must be a hex colour like #c68c6a, got {skin!r}")
+    analysis = CaptureAnalysis(skin_lab=tuple(srgb_to_lab(rgb)), f0_median_hz=f0, height_m=height)
+    prefs = parse_preferences(wishes)
+    try:
+        chosen = PolicyDecider.load(policy or DEFAULT_POLICY_DIR).decide(analysis, prefs)
+    except FileNotFoundError as err:
+        _fail(str(err))
+    _emit({"parsed": prefs.matched, "policy": chosen.to_json(),
+           "heuristic": HeuristicDecider().decide(analysis, prefs).to_json()})

@@ -266,6 +266,9 @@ class PreferenceAnalyzer:
                 profile.length_minutes += cfg.rate * 2 * (signals.length_minutes - profile.length_minutes)
         for tag, value in _colour_hints(it.features).items():
             self._add(profile.tag_affinity, tag, value)
+        group = _group_hint(it.features)
+        if group is not None:  # a weak hint: half the step of a stated wish
+            profile.social += cfg.rate * (group - profile.social)
         if texts and it.event == "message":
             profile.current_text = texts[0][0]
         if it.item_id and it.event != "message":
@@ -332,3 +335,12 @@ def _colour_hints(features: dict) -> dict[str, float]:
     elif hue in ("blue", "cyan"):
         hints["water"] = 0.3
     return hints
+
+
+def _group_hint(features: dict) -> float | None:
+    """Social setting suggested by the faces in a shared photo or video: several faces -> with others
+    (1.0), one face -> no hint, none -> None. Faces come from ``gaiverse.vision.faces`` (``n_faces``)."""
+    n = features.get("n_faces")
+    if not isinstance(n, (int, float)) or n < 2:
+        return None
+    return 1.0

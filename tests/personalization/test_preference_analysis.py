@@ -62,3 +62,11 @@ def test_task_outcomes_move_difficulty_social_and_modality_habits(personalizer):
     for i in range(4):
         p.observe("alice", modality="audio", features={"transcript": "more treasure"}, ts=T0 + timedelta(hours=1, minutes=i))
     assert "voice" in p.describe("alice") and "treasure" in p.describe("alice")
+
+
+@pytest.mark.clause("PER-c1")
+def test_photos_of_several_people_hint_at_playing_with_others():
+    analyzer = PreferenceAnalyzer()
+    group = analyzer.build("alice", [_msg("", modality="image", n_faces=4)] * 3)
+    alone = analyzer.build("alice", [_msg("", modality="image", n_faces=1)] * 3)
+    assert group.social > alone.social == 0.5

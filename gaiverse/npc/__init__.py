@@ -8,5 +8,7 @@ Plain Python (no Prefect, no Ray): flows, actors and API endpoints wrap these mo
 - ``understanding``: intents and entities from text and HCI signals, dialogue state, memory (NPC-c1, NPC-c2)
 - ``dialogue``: grounded answer generation, refusal, streaming (NPC-c2, NPC-d1)
 - ``expression``: emotion -> blendshapes, gestures, visemes (NPC-c2, NPC-d1)
+- ``generation``: settings + character template -> profile, backstory, voice, behaviour, .glb (NPC-b1, NPC-b2);
+  ``character_repository`` (SRD + user templates), ``appearance`` (body parameters), ``behaviour`` (schedule)
 - ``evaluate``: ``gaiverse eval npc`` (EVAL.md)
 """

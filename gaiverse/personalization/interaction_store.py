@@ -10,6 +10,10 @@ validation stores nothing.
 With a ``FieldCodec`` (``gaiverse.privacy.SubjectVault``) the free text and the derived features
 are sealed per user before they reach DuckDB and opened when read (PER-f1); ``frame()`` returns the
 stored (sealed) columns. The file is a ``Database`` shared with other processes (``database.py``).
+
+For many users (PER-g1) ``attach`` gives the store the single batching writer (``write_behind.py``)
+and the in-memory copy of the table (``interaction_index.py``): ``record`` then goes through the
+writer (acknowledged after commit, idempotent per client key) and ``history`` is served from memory.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import duckdb
 import pandas as pd
 
 from gaiverse.personalization.database import Database
+from gaiverse.personalization.interaction_index import InteractionIndex
 from gaiverse.personalization.interaction_log import (
     EVENTS,
     MODALITIES,
@@ -33,6 +38,7 @@ from gaiverse.personalization.interaction_log import (
     InteractionLogError,
     read_interaction_log,
 )
+from gaiverse.personalization.write_behind import InteractionWriter
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,7 @@ CREATE TABLE IF NOT EXISTS interactions (
     source VARCHAR
 );
 CREATE INDEX IF NOT EXISTS interactions_user_ts ON interactions (user_id, ts);
+ALTER TABLE interactions ADD COLUMN IF NOT EXISTS idempotency_key VARCHAR;
 CREATE TABLE IF NOT EXISTS imports (
     sha256 VARCHAR PRIMARY KEY,
     source VARCHAR NOT NULL,
@@ -134,8 +141,29 @@ class InteractionStore:
         self.db = db or Database(path)
         self.path = self.db.path
         self.codec = codec
+        self.writer: InteractionWriter | None = None
+        self.index: InteractionIndex | None = None
         with self.db.write() as con:
             con.execute(SCHEMA)
+
+    @classmethod
+    def read_only(cls, db: Database, codec: FieldCodec | None = None) -> InteractionStore:
+        """A store over an existing file that never writes: reads served from the in-memory index
+        (recommendation replicas, ``snapshot.py``). PER-g1."""
+        store = cls.__new__(cls)
+        store.db, store.path, store.codec, store.writer = db, db.path, codec, None
+        store.index = InteractionIndex(db, store._open, store._open_features, Interaction)
+        return store
+
+    def attach(self, writer: InteractionWriter | None = None, index: bool = False) -> None:
+        """Route writes through ``writer`` and, with ``index``, serve reads from an in-memory copy. PER-g1."""
+        self.writer = writer
+        self.index = InteractionIndex(self.db, self._open, self._open_features, Interaction) if index else None
+
+    def flush(self) -> None:
+        """Wait until every acknowledged-or-pending write is in DuckDB (before export, erasure, counts)."""
+        if self.writer is not None:
+            self.writer.flush()
 
     def close(self) -> None:
         """Release the database (file databases hold no connection between calls)."""
@@ -165,11 +193,18 @@ class InteractionStore:
         with self.db.write() as con:
             con.execute("INSERT OR IGNORE INTO users VALUES (?, ?, ?)",
                         [user_id, _now(), self._seal_features(user_id, attributes or {})])
+        if self.index is not None:
+            self.index.add_user(user_id)
 
     def has_user(self, user_id: str) -> bool:
-        """Whether the store holds ``user_id``."""
+        """Whether the store holds ``user_id`` (from memory when indexed; unknown ids are checked in DuckDB)."""
+        if self.index is not None and self.index.has_user(user_id):
+            return True
         with self.db.read() as con:
-            return con.execute("SELECT 1 FROM users WHERE user_id = ?", [user_id]).fetchone() is not None
+            found = con.execute("SELECT 1 FROM users WHERE user_id = ?", [user_id]).fetchone() is not None
+        if found and self.index is not None:
+            self.index.add_user(user_id)  # added by another process since the snapshot
+        return found
 
     def users(self) -> list[str]:
         """Every user id, sorted."""
@@ -180,12 +215,24 @@ class InteractionStore:
     def record(self, user_id: str, *, modality: str = "text", event: str = "message", text: str = "",
                item_id: str | None = None, session_id: str | None = None, ts: datetime | None = None,
                reward: float | None = None, features: dict[str, Any] | None = None,
-               media_key: str | None = None) -> Interaction:
+               media_key: str | None = None, idempotency_key: str | None = None) -> Interaction:
         """Store one input (a message, an upload, a task event) and return it with its id.
 
         Implements PER-a1 and PER-a2: every modality goes through here, with the features derived
         from it; ``media_key`` points at the raw media in the object store.
         """
+        return self.record_once(user_id, modality=modality, event=event, text=text, item_id=item_id,
+                                session_id=session_id, ts=ts, reward=reward, features=features,
+                                media_key=media_key, idempotency_key=idempotency_key)[0]
+
+    def record_once(self, user_id: str, *, modality: str = "text", event: str = "message", text: str = "",
+                    item_id: str | None = None, session_id: str | None = None, ts: datetime | None = None,
+                    reward: float | None = None, features: dict[str, Any] | None = None,
+                    media_key: str | None = None, idempotency_key: str | None = None) -> tuple[Interaction, bool]:
+        """``record``, and whether the input was a retry: with an ``idempotency_key`` (per user) already
+        stored, nothing new is stored and the first interaction is returned with True. PER-a2, PER-g1."""
+        if idempotency_key is not None and not (isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 200):
+            raise ValueError(f"`idempotency_key` must be 1-200 characters, got {idempotency_key!r}")
         if modality not in MODALITIES:
             raise ValueError(f"`modality` must be one of {MODALITIES}, got {modality!r}")
         if event not in EVENTS:
@@ -195,10 +242,19 @@ class InteractionStore:
         ts = ts or _now()
         if ts.tzinfo is None:
             raise ValueError(f"`ts` must be timezone-aware, got {ts!r}")
+        if self.writer is not None:
+            return self._record_batched(user_id, idempotency_key, modality=modality, event=event, text=text,
+                                        item_id=item_id, session_id=session_id, ts=ts, reward=reward,
+                                        features=dict(features or {}), media_key=media_key)
         sealed_text, sealed_features = self._seal(user_id, text), self._seal_features(user_id, features or {})
         with self.db.write() as con:
             if not self.has_user(user_id):
                 raise UnknownUserError(f"`user_id` {user_id!r} is not a known user")
+            if idempotency_key is not None:
+                seen = con.execute("SELECT interaction_id FROM interactions WHERE user_id = ? AND idempotency_key = ?",
+                                   [user_id, idempotency_key]).fetchone()
+                if seen is not None:
+                    return self.interaction(user_id, int(seen[0])), True  # type: ignore[return-value]
             if session_id:
                 con.execute(
                     "INSERT INTO sessions VALUES (?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE "
@@ -206,11 +262,31 @@ class InteractionStore:
                     [session_id, user_id, ts, ts])
             row = con.execute(
                 "INSERT INTO interactions (user_id, session_id, ts, modality, event, item_id, text, reward, "
-                "features, media_key, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'live') RETURNING interaction_id",
+                "features, media_key, source, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'live', ?) "
+                "RETURNING interaction_id",
                 [user_id, session_id, ts, modality, event, item_id, sealed_text, reward, sealed_features,
-                 media_key]).fetchone()
+                 media_key, idempotency_key]).fetchone()
         return Interaction(int(row[0]), user_id, ts, modality, event, text, item_id, session_id, reward,
-                           dict(features or {}), media_key)
+                           dict(features or {}), media_key), False
+
+    def _record_batched(self, user_id: str, idempotency_key: str | None, **values: Any) -> tuple[Interaction, bool]:
+        """Through the single writer: wait for the commit, then make the row visible in memory."""
+        if not self.has_user(user_id):
+            raise UnknownUserError(f"`user_id` {user_id!r} is not a known user")
+        row = {**values, "user_id": user_id, "source": "live", "text": self._seal(user_id, values["text"]),
+               "features": self._seal_features(user_id, values["features"])}
+        result = self.writer.write(row, idempotency_key)  # type: ignore[union-attr]
+        if result.duplicate:
+            first = self.interaction(user_id, result.interaction_id)
+            if first is None:
+                raise UnknownUserError(f"interaction {result.interaction_id} of {user_id!r} no longer exists")
+            return first, True
+        stored = Interaction(result.interaction_id, user_id, values["ts"], values["modality"], values["event"],
+                             values["text"], values["item_id"], values["session_id"], values["reward"],
+                             values["features"], values["media_key"])
+        if self.index is not None:
+            self.index.append(stored)
+        return stored, False
 
     # queries
     def history(self, user_id: str, *, since: datetime | None = None, until: datetime | None = None,
@@ -239,6 +315,11 @@ class InteractionStore:
                f"ORDER BY ts DESC, interaction_id DESC")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
+        if self.index is not None:
+            if not self.has_user(user_id):
+                raise UnknownUserError(f"`user_id` {user_id!r} is not a known user")
+            return self.index.history(user_id, since=since, until=until, modality=modality, events=events,
+                                      limit=limit)
         with self.db.read() as con:
             if not self.has_user(user_id):
                 raise UnknownUserError(f"`user_id` {user_id!r} is not a known user")
@@ -312,6 +393,8 @@ class InteractionStore:
         except duckdb.Error as err:
             raise InteractionLogError(f"{parsed.source}: import failed, nothing stored ({err})") from err
         log.info("imported %d interactions of %d users from %s", len(rows), n_users, parsed.source)
+        if self.index is not None:
+            self.index.reload()
         return ImportResult(parsed.source, parsed.format, len(rows), n_users, digest)
 
     def _import_rows(self, parsed: InteractionLog, frame: pd.DataFrame, ufeat: pd.DataFrame) -> pd.DataFrame:
@@ -382,6 +465,10 @@ class InteractionStore:
             con.execute("DELETE FROM users WHERE user_id = ?", [user_id])
             still = {r[0] for r in con.execute("SELECT DISTINCT media_key FROM interactions "
                                                "WHERE media_key IS NOT NULL").fetchall()}
+        if self.index is not None:
+            self.index.drop_user(user_id)
+        if self.writer is not None:
+            self.writer.forget_user(user_id)
         return [k for k in keys if k not in still]
 
     def expire(self, before: datetime) -> tuple[int, list[str]]:
@@ -397,4 +484,6 @@ class InteractionStore:
                         "(SELECT session_id FROM interactions WHERE session_id IS NOT NULL)")
             still = {r[0] for r in con.execute("SELECT DISTINCT media_key FROM interactions "
                                                "WHERE media_key IS NOT NULL").fetchall()}
+        if self.index is not None and n:
+            self.index.reload()
         return n, [k for k in keys if k not in still]

@@ -14,6 +14,14 @@ data: every call maps it to the user's pseudonym first, so nothing below ever se
   (key first, then objects, rows, consents and the tasks made for the user), ``enforce_retention``
   deletes interactions and media older than the retention limit.
 Implements PER-a1, PER-a2, PER-b2, PER-c1, PER-d1, PER-d2, PER-e1 and PER-f1 for the API and flows.
+
+Many users and tasks (PER-g1): requests are served from memory and never open the DuckDB file on
+the hot path. Interactions are read from ``InteractionIndex``, tasks scored from ``TaskIndex``
+(``indexes.py``), consents and wrapped keys preloaded (``privacy_cache.py``), profiles kept and
+updated incrementally; every interaction (and the engagement counts it changes) is written by the
+one batching writer (``write_behind.py``), acknowledged after its commit and de-duplicated by the
+client's idempotency key. Export, erasure, retention and imports flush the writer first, and
+``close()`` (also run at interpreter exit) commits everything queued.
 """
 
 from __future__ import annotations
@@ -21,23 +29,27 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import weakref
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from gaiverse.personalization.database import Database
+from gaiverse.personalization.indexes import IndexedRecommender, IndexedTaskRepository
 from gaiverse.personalization.interaction_log import InteractionLog
 from gaiverse.personalization.interaction_store import ImportResult, Interaction, InteractionStore
 from gaiverse.personalization.knowledge import KnowledgeBase, load_knowledge
 from gaiverse.personalization.media_features import derive_features
-from gaiverse.personalization.personalizer import Personalizer
+from gaiverse.personalization.personalizer import TASK_EVENTS, Personalizer
 from gaiverse.personalization.preference_analysis import PreferenceProfile
 from gaiverse.personalization.quest_generator import GeneratedQuest
 from gaiverse.personalization.recommender import Recommendation
 from gaiverse.personalization.task_corpus import seed_repository
 from gaiverse.personalization.task_repository import SearchHit, Task, TaskFilter, TaskRepository
-from gaiverse.privacy import BlobStore, ConsentRegistry, KeyRing, RetentionPolicy, SubjectVault
+from gaiverse.personalization.privacy_cache import PreloadedConsents, PreloadedVault
+from gaiverse.personalization.write_behind import InteractionWriter, WriterConfig
+from gaiverse.privacy import BlobStore, KeyRing, RetentionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +82,24 @@ class PersonalizationService:
     """Interaction store + task repository + personalizer + privacy, keyed by account id."""
 
     def __init__(self, db_path: str | Path, keyring: KeyRing, blobs: BlobStore | None = None,
-                 knowledge: KnowledgeBase | None = None, retention: RetentionPolicy | None = None) -> None:
+                 knowledge: KnowledgeBase | None = None, retention: RetentionPolicy | None = None,
+                 writer: WriterConfig | None = None) -> None:
         self.db = Database(db_path)
         self.keyring = keyring
         self.blobs = blobs
         self.retention = retention or RetentionPolicy()
-        self.vault = SubjectVault(self.db, keyring)
-        self.consents = ConsentRegistry(self.db)
+        self.vault = PreloadedVault(self.db, keyring)
+        self.consents = PreloadedConsents(self.db)
         self.store = InteractionStore(db=self.db, codec=self.vault)
-        self.repository = TaskRepository(db=self.db)
+        self.writer = InteractionWriter(self.db, writer)
+        self._closer = weakref.finalize(self, self.writer.close)  # flush on shutdown (atexit) or when dropped
+        self.store.attach(self.writer, index=True)
+        self.repository: TaskRepository = IndexedTaskRepository(db=self.db, writer=self.writer)
         self.knowledge = knowledge or load_knowledge()
         self.personalizer = Personalizer(self.store, self.repository, self.knowledge)
+        self.personalizer.recommender = IndexedRecommender(self.repository, self.personalizer.config.recommender)
+        self.consents.preload()
+        self.vault.preload()
         self._recent: dict[str, dict[str, Recommendation]] = {}
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
@@ -101,12 +120,24 @@ class PersonalizationService:
         with self._guard:
             return self._locks.setdefault(subject, threading.RLock())
 
+    def close(self) -> None:
+        """Commit every queued write and stop the writer (shutdown). PER-g1."""
+        self._closer()
+
+    def flush(self) -> None:
+        """Wait until every queued write is committed."""
+        self.store.flush()
+
     def refresh(self) -> bool:
         """Reload in-memory indexes when another process (a flow) changed the database; True if it did."""
         if not self.db.changed_elsewhere():
             return False
+        self.flush()
         self.repository.reload()
+        self.store.index.reload()  # type: ignore[union-attr]
         self.consents.clear_cache()
+        self.consents.preload()
+        self.vault.preload()
         self.personalizer.forget()
         self._recent.clear()
         log.info("personalization data changed in another process: indexes reloaded")
@@ -137,26 +168,41 @@ class PersonalizationService:
                 "history": [asdict(e) for e in self.consents.history(subject)]}
 
     # collection (PER-a1, PER-a2) -----------------------------------------------------------
-    def _observe(self, subject: str, **record: Any) -> Interaction:
-        """Store one input; fold it into the profile only with personalization consent."""
+    def _observe(self, subject: str, idempotency_key: str | None = None, **record: Any) -> Interaction:
+        """Store one input; fold it into the profile only with personalization consent.
+
+        A retry (same ``idempotency_key``) returns the first interaction and changes nothing: not the
+        profile, not the task's engagement counts. PER-a2, PER-c1, PER-g1.
+        """
         state = self.consents.current(subject)
         self._enrol(subject)
-        if state["personalization"]:
-            return self.personalizer.observe(subject, count_engagement=state["analytics"], **record)
-        interaction = self.store.record(subject, **record)
-        if state["analytics"] and interaction.item_id and interaction.event in ("accept", "complete", "abandon"):
-            event = {"accept": "accepted", "complete": "completed", "abandon": "abandoned"}[interaction.event]
-            self.repository.record_engagement(interaction.item_id, event)  # type: ignore[arg-type]
+        item_id, event = record.get("item_id"), record.get("event")
+        if item_id and event in TASK_EVENTS and item_id not in self.repository:
+            raise KeyError(f"`item_id` {item_id!r} is not a task of the repository")
+        profile = self.personalizer.profile(subject) if state["personalization"] else None  # before the write
+        interaction, duplicate = self.store.record_once(subject, idempotency_key=idempotency_key, **record)
+        if duplicate:
+            return interaction
+        if profile is not None:
+            with self.personalizer._lock:
+                self.personalizer.analyzer.update(profile, interaction)
+            if item_id and event in TASK_EVENTS and state["analytics"]:
+                interests = {t for t, _ in profile.interests(5)}
+                via = [t for t in self.repository.get(item_id).tags if t in interests]
+                self.repository.record_engagement(item_id, TASK_EVENTS[event], via)  # type: ignore[arg-type]
+        elif state["analytics"] and item_id and event in ("accept", "complete", "abandon"):
+            self.repository.record_engagement(item_id, TASK_EVENTS[event])  # type: ignore[arg-type]
         return interaction
 
-    def observe_text(self, account_id: str, text: str, session_id: str | None = None) -> Interaction:
-        """A typed message. Needs consent ``interactions``."""
+    def observe_text(self, account_id: str, text: str, session_id: str | None = None,
+                     idempotency_key: str | None = None) -> Interaction:
+        """A typed message. Needs consent ``interactions``; a retry with the same key is stored once."""
         if not text.strip():
             raise ValueError("`text` must not be empty")
         subject = self.subject(account_id)
         with self._lock(subject):
             self.consents.require(subject, "interactions")
-            return self._observe(subject, modality="text", event="message", text=text,
+            return self._observe(subject, idempotency_key, modality="text", event="message", text=text,
                                  session_id=self._session(subject, session_id),
                                  features=derive_features("text", text))
 
@@ -261,7 +307,8 @@ class PersonalizationService:
         flt = TaskFilter(for_user=self.subject(account_id), provenance=provenance)  # type: ignore[arg-type]
         return self.repository.search(query or None, tags, flt, k=k)
 
-    def task_event(self, account_id: str, task_id: str, event: str) -> tuple[Interaction, Task]:
+    def task_event(self, account_id: str, task_id: str, event: str,
+                   idempotency_key: str | None = None) -> tuple[Interaction, Task]:
         """Accept, complete or abandon a task; an accepted adjusted variant is stored first (PER-d2, PER-e1).
 
         Needs ``interactions``; KeyError when the task is not one the user may see.
@@ -276,13 +323,14 @@ class PersonalizationService:
                 raise KeyError(f"`task_id` {task_id!r} is not a task you can see")
             if task.task_id not in self.repository:
                 self.repository.add(task)
-            interaction = self._observe(subject, event=TASK_EVENT[event], item_id=task.task_id)
+            interaction = self._observe(subject, idempotency_key, event=TASK_EVENT[event], item_id=task.task_id)
             return interaction, self.repository.get(task.task_id)
 
     # export, erasure, retention (PER-f1) ---------------------------------------------------
     def export(self, account_id: str) -> dict[str, Any]:
         """Everything held about the user, machine-readable (media inline as base64)."""
         subject = self.subject(account_id)
+        self.flush()  # everything acknowledged is in DuckDB before it is exported
         known = self.store.has_user(subject)
         interactions = []
         for it in self.history(account_id) if known else []:
@@ -313,6 +361,7 @@ class PersonalizationService:
         """
         subject = self.subject(account_id)
         with self._lock(subject):
+            self.flush()  # no queued row of the user may land after the delete
             shredded = self.vault.shred(subject)
             keys = self.store.media_keys(user_id=subject)
             for key in keys:
@@ -336,6 +385,7 @@ class PersonalizationService:
     def enforce_retention(self, now: datetime | None = None) -> dict[str, Any]:
         """Delete interactions (and their media) older than the retention limit; profiles are rebuilt."""
         cutoff = self.retention.cutoff(now)
+        self.flush()
         expiring = self.store.media_keys(before=cutoff)
         keep = set(self.store.media_keys()) - set(expiring)
         doomed = [k for k in expiring if k not in keep]
@@ -361,6 +411,7 @@ class PersonalizationService:
 
     def import_log(self, parsed: InteractionLog, digest: str, *, pseudonymised: bool = False) -> ImportResult:
         """Bulk import of a validated log; user ids pseudonymised (unless already), text sealed. PER-a2."""
+        self.flush()
         result = self.store.import_log(parsed if pseudonymised else self.pseudonymise_log(parsed), digest)
         self.personalizer.forget()
         return result

@@ -142,7 +142,7 @@ class NpcAgent:
             if len(done) > 1:  # every sentence but the last is finished
                 for sent in done[:-1]:
                     yield NpcEvent("sentence", {"text": sent, "visemes": visemes(sent)})
-                pending = done[-1]
+                pending = done[-1] + (" " if pending[-1:].isspace() else "")  # keep the word gap
         if pending.strip():
             yield NpcEvent("sentence", {"text": pending.strip(), "visemes": visemes(pending.strip())})
         reply.text = text_out.strip()

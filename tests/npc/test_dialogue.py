@@ -122,3 +122,12 @@ def test_generated_claims_not_in_the_facts_are_never_spoken(kb, personas, memory
     reply = agent.respond(user, "What is the armor class of a lich?")
     assert "99" not in reply.text and "armor class of 20" in reply.text
     assert reply.generator == "inventing->extractive"
+
+
+
+@pytest.mark.clause("NPC-d1")
+@pytest.mark.parametrize("question", ["Who are you?", "What is the armor class of a lich?"])
+def test_spoken_sentences_are_the_reply_word_for_word(sage, user, question):
+    events = list(sage.stream(user, question))
+    spoken = " ".join(e.data["text"] for e in events if e.type == "sentence")
+    assert spoken.split() == events[-1].data["reply"].text.split()

@@ -221,9 +221,13 @@ def _mount_capabilities() -> None:
         eval_app.registered_commands.extend(module.eval_app.registered_commands)
     app.add_typer(eval_app, name="eval")
     app.add_typer(world_cli.layout_app, name="layout")
+    from gaiverse.world.world_cli import world_app
+
+    app.add_typer(world_app, name="world")
     app.add_typer(personalization_cli.tasks_app, name="tasks")
     npc_app = typer.Typer(no_args_is_help=True, help="NPC knowledge base and dialogue")
     npc_app.add_typer(npc_cli.kb_app, name="kb")
+    npc_app.command("create")(npc_cli.create_cmd)
     app.add_typer(npc_app, name="npc")
     app.add_typer(avatar_cli.app, name="avatar")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     """The personal-data master key (urlsafe base64 of 32 bytes) from a secret store; overrides the key file."""
     retention_days: int = Field(default=365, ge=1, le=36500)
     """Interactions (and their media) older than this are deleted by the daily retention flow."""
+
+    # live NPC dialogue (NPC-c1, NPC-d1)
+    npc_generator: Literal["extractive", "llm", "auto"] = "auto"
+    """Who phrases live NPC answers: the grounded extractive generator, the local LLM, or the LLM when installed."""
 
     @field_validator("s3_endpoint")
     @classmethod

@@ -13,7 +13,8 @@ import logging
 from fastapi import FastAPI
 
 from gaiverse import __version__
-from gaiverse.api import assets, auth, catalog, health, personalization, runs, uploads
+from gaiverse.api import assets, auth, catalog, health, knowledge, npc_live, npcs, personalization, runs, uploads
+from gaiverse.api import worlds
 from gaiverse.api.deps import Services
 from gaiverse.api.errors import install_error_handlers
 from gaiverse.api.keys import ensure_admin
@@ -33,6 +34,7 @@ the admin key is created on the first start (`<data_dir>/admin.key`) and creates
 Errors are `{"detail": "<one line reason>"}`. Another user's runs and assets answer 404.
 `/personalization` holds your interactions, profile, recommendations and quests, with consent
 per purpose, export and erasure (docs/PRIVACY.md); it only ever shows your own data.
+`/knowledge` extends the NPC knowledge base with your documents and facts; nobody else sees them.
 """
 
 
@@ -51,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     services.extras["prefect"] = PrefectGateway(settings.prefect_url)
     services.extras["health_store"] = ObjectStore.from_settings(settings, timeout_s=3.0)
     services.extras["personalization"] = start_personalization(settings, store)
+    services.extras["knowledge"] = knowledge.start_knowledge(settings)
     app = build_app()
     app.state.services = services
     services.web_status = mount_web(app)
@@ -61,7 +64,8 @@ def build_app() -> FastAPI:
     """The routes and error handlers without any services: what the OpenAPI schema is made of."""
     app = FastAPI(title="gaiverse API", version=__version__, description=DESCRIPTION)
     install_error_handlers(app)
-    for module in (health, auth, runs, assets, catalog, uploads, personalization):
+    for module in (health, auth, runs, assets, catalog, uploads, personalization, knowledge, npc_live, npcs,
+                   worlds):
         app.include_router(module.router)
     return app
 

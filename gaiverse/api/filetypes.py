@@ -12,7 +12,7 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 HEAD_BYTES = 64
 
@@ -90,9 +90,19 @@ FILE_TYPES: tuple[FileType, ...] = (
 ALLOWED = ", ".join(ext for ftype in FILE_TYPES for ext in ftype.extensions)
 
 
-def type_for_filename(filename: str) -> FileType | None:
+DOCUMENT_TYPES: tuple[FileType, ...] = (
+    FileType("txt", ("txt", "text"), "text/plain", _txt),
+    FileType("md", ("md", "markdown"), "text/markdown", _txt),
+    FileType("json", ("json",), "application/json", _json),
+    FileType("jsonl", ("jsonl",), "application/jsonl", _txt),
+    FileType("csv", ("csv",), "text/csv", _txt),
+)
+"""Knowledge documents (``POST /knowledge/documents``): UTF-8 text, Markdown, JSON (lines) and CSV."""
+
+
+def type_for_filename(filename: str, types: Sequence[FileType] = FILE_TYPES) -> FileType | None:
     suffix = Path(filename).suffix.lower().lstrip(".")
-    return next((ftype for ftype in FILE_TYPES if suffix in ftype.extensions), None)
+    return next((ftype for ftype in types if suffix in ftype.extensions), None)
 
 
 def content_matches(ftype: FileType, path: Path) -> bool:

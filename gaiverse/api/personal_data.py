@@ -15,7 +15,7 @@ import logging
 import os
 from typing import Any
 
-from gaiverse.api.keys import User
+from gaiverse.api.keys import User, forget_cached_keys
 from gaiverse.config import Settings
 from gaiverse.personalization.database import compact_file
 from gaiverse.personalization.service import PersonalizationService
@@ -82,6 +82,7 @@ def erase_catalog(catalog: Catalog, store: ObjectStore, user: User, media_keys: 
         deleted += _delete(con, "DELETE FROM asset_owners WHERE owner = ?", [user.user_id])
         deleted += _delete(con, "DELETE FROM runs WHERE owner = ?", [user.user_id])
         deleted += _delete(con, "DELETE FROM users WHERE user_id = ?", [user.user_id])
+    forget_cached_keys()  # the erased account's key must stop working at once
     _compact_catalog(catalog)
     log.info("erased the catalog records of an account: %d rows, %d uploads", deleted, len(uploads))
     return {"uploads": len(uploads), "catalog_rows": deleted}

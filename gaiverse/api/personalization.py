@@ -17,12 +17,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Iterator
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
 from gaiverse.api.deps import CurrentUser, ServicesDep
 from gaiverse.api.errors import AUTH_ERRORS, error_responses
+from gaiverse.api.knowledge import erase_knowledge, export_knowledge
 from gaiverse.api.personal_data import catalog_export, erase_catalog, record_media
 from gaiverse.api.personalization_schemas import (
     SESSION_PATTERN, TASK_ID_PATTERN, ConsentOut, ErasureOut, InteractionOut, ModalityName, ProfileOut,
@@ -43,6 +44,8 @@ router = APIRouter(prefix="/personalization", tags=["personalization"],
 MEDIA_MODALITY = {"png": "image", "jpg": "image", "wav": "audio", "mp4": "video", "webm": "video"}
 MEDIA_TYPES = ("image/png", "image/jpeg", "audio/wav", "video/mp4", "video/webm")
 TaskIdPath = Annotated[str, PathParam(pattern=TASK_ID_PATTERN, description="task id")]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                              description="a retry with the same key is stored once (PER-g1)")]
 
 
 def personalization(services: ServicesDep) -> PersonalizationService:
@@ -113,10 +116,11 @@ def withdraw_consent(purpose: PurposeName, service: Personalization, user: Curre
 
 # interactions ----------------------------------------------------------------------------
 @router.post("/interactions", status_code=201, response_model=InteractionOut, responses=error_responses(403))
-def post_text(body: TextInteractionIn, service: Personalization, user: CurrentUser) -> InteractionOut:
+def post_text(body: TextInteractionIn, service: Personalization, user: CurrentUser,
+              idempotency_key: IdempotencyKey = None) -> InteractionOut:
     """Say something (natural language); it is stored encrypted and reflected in your profile at once."""
     with _answers():
-        return _interaction(service.observe_text(user.user_id, body.text, body.session_id))
+        return _interaction(service.observe_text(user.user_id, body.text, body.session_id, idempotency_key))
 
 
 @router.post("/interactions/media", status_code=201, response_model=InteractionOut, openapi_extra=UPLOAD_BODY,
@@ -227,10 +231,10 @@ def get_task(task_id: TaskIdPath, service: Personalization, user: CurrentUser) -
 
 @router.post("/tasks/{task_id}/{event}", response_model=TaskEventOut, responses=error_responses(404))
 def post_task_event(task_id: TaskIdPath, event: TaskEventName, service: Personalization,
-                    user: CurrentUser) -> TaskEventOut:
+                    user: CurrentUser, idempotency_key: IdempotencyKey = None) -> TaskEventOut:
     """Accept, complete or abandon a task; your next recommendations reflect it at once (PER-e1)."""
     with _answers():
-        it, task = service.task_event(user.user_id, task_id, event)
+        it, task = service.task_event(user.user_id, task_id, event, idempotency_key)
     return TaskEventOut(interaction_id=it.interaction_id, event=it.event,
                         task=_task(task, service.subject(user.user_id)))
 
@@ -239,8 +243,9 @@ def post_task_event(task_id: TaskIdPath, event: TaskEventName, service: Personal
 @router.get("/export", response_model=dict[str, Any])
 def get_export(services: ServicesDep, service: Personalization, user: CurrentUser) -> dict[str, Any]:
     """Everything held about you, machine-readable: account, consents, interactions (with media as base64),
-    sessions, profile, tasks made for you, your assets and runs."""
-    return {**service.export(user.user_id), "catalog": catalog_export(services.catalog, user)}
+    sessions, profile, tasks made for you, your assets and runs, your additions to the NPC knowledge base."""
+    return {**service.export(user.user_id), "catalog": catalog_export(services.catalog, user),
+            "knowledge": export_knowledge(services, user)}
 
 
 @router.delete("/data", response_model=ErasureOut, responses=error_responses(404))
@@ -254,7 +259,8 @@ def erase_data(
     if confirm != user.name:
         raise HTTPException(422, f"`confirm` must be your user name {user.name!r}, got {confirm[:64]!r}")
     erased = service.erase(user.user_id)
+    knowledge = erase_knowledge(services, user)
     catalog = erase_catalog(services.catalog, services.store, user, erased["media_keys"])
     return ErasureOut(erased=True, interactions=erased["interactions"], media_objects=erased["media_objects"],
                       uploads=catalog["uploads"], consents=erased["consents"], tasks=erased["tasks"],
-                      catalog_rows=catalog["catalog_rows"], account_deleted=True)
+                      catalog_rows=catalog["catalog_rows"], knowledge_passages=knowledge, account_deleted=True)

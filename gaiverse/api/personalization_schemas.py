@@ -145,5 +145,7 @@ class ErasureOut(BaseModel):
     tasks: int
     """Tasks generated or adjusted for you."""
     catalog_rows: int
+    knowledge_passages: int = 0
+    """Your additions to the NPC knowledge base (/knowledge), deleted and the file rewritten."""
     account_deleted: bool
     """Your API key no longer works."""

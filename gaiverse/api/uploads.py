@@ -15,7 +15,7 @@ import logging
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, AsyncIterator
+from typing import IO, AsyncIterator, Sequence
 
 from fastapi import APIRouter, HTTPException, Request
 from python_multipart.exceptions import MultipartParseError
@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gaiverse.api.deps import CurrentUser, Services, ServicesDep
 from gaiverse.api.errors import AUTH_ERRORS, error_responses
-from gaiverse.api.filetypes import ALLOWED, FileType, content_matches, type_for_filename
+from gaiverse.api.filetypes import ALLOWED, FILE_TYPES, FileType, content_matches, type_for_filename
 from gaiverse.api.keys import User
 from gaiverse.api.schemas import AssetOut
 from storage.objectstore import make_key
@@ -138,7 +138,8 @@ async def post_upload(request: Request, services: ServicesDep, user: CurrentUser
     return AssetOut(**row)
 
 
-async def receive_upload(request: Request, limit: int, directory: Path) -> tuple[_Receiver, FileType]:
+async def receive_upload(request: Request, limit: int, directory: Path,
+                         types: Sequence[FileType] = FILE_TYPES) -> tuple[_Receiver, FileType]:
     """Stream the multipart `file` field of ``request`` to ``directory`` (at most ``limit`` bytes) and check it.
 
     Raises the 4xx HTTPException for a wrong content type, an oversized, malformed, empty or
@@ -167,16 +168,17 @@ async def receive_upload(request: Request, limit: int, directory: Path) -> tuple
         raise HTTPException(400, f"malformed multipart body: {type(err).__name__}") from None
     finally:
         receiver.close()
-    return receiver, _check_file(receiver)
+    return receiver, _check_file(receiver, types)
 
 
-def _check_file(receiver: _Receiver) -> FileType:
+def _check_file(receiver: _Receiver, types: Sequence[FileType] = FILE_TYPES) -> FileType:
     if receiver.path is None or receiver.filename is None:
         raise HTTPException(422, f"multipart field `{FIELD}` with a filename is missing")
-    ftype = type_for_filename(receiver.filename)
+    ftype = type_for_filename(receiver.filename, types)
     if ftype is None:
+        allowed = ALLOWED if types is FILE_TYPES else ", ".join(e for t in types for e in t.extensions)
         raise HTTPException(415, f"file type of {receiver.filename[:100]!r} is not allowed; "
-                                 f"allowed: {ALLOWED}")
+                                 f"allowed: {allowed}")
     if receiver.size == 0:
         raise HTTPException(422, f"uploaded file {receiver.filename[:100]!r} is empty")
     if not content_matches(ftype, receiver.path):

@@ -43,8 +43,9 @@ def _emit(result: dict) -> None:
 def default_kb_path() -> Path:
     """``<data_dir>/npc/kb.duckdb`` of the installation's settings."""
     from gaiverse.config import get_settings
+    from gaiverse.npc.kb_shared import kb_path_for
 
-    return get_settings().data_dir / "npc" / "kb.duckdb"
+    return kb_path_for(get_settings().data_dir)
 
 
 def default_model_dir() -> Path:
@@ -85,10 +86,11 @@ def eval_npc_cmd(
 
 
 def _open(kb: Optional[Path], build: bool = False):
-    """The knowledge base; ``build`` also loads the prior (user edits do not need it loaded)."""
-    from gaiverse.npc.knowledge_base import KnowledgeBase
+    """The knowledge base, locked against the API and the flows until closed (``SharedKnowledgeBase``);
+    ``build`` also loads the prior (user edits do not need it loaded)."""
+    from gaiverse.npc.kb_shared import SharedKnowledgeBase
 
-    store = KnowledgeBase(kb or default_kb_path())
+    store = SharedKnowledgeBase(kb or default_kb_path()).open_exclusive()
     if build:
         store.build_prior()
     return store
@@ -212,3 +214,67 @@ def main() -> None:  # pragma: no cover - `python -m gaiverse.npc.cli` for use b
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+def create_cmd(
+    out: Path = typer.Option(..., "--out", help="Directory for <npc_id>.glb, <npc_id>.json and <npc_id>.png"),
+    name: Optional[str] = typer.Option(None, "--name"),
+    role: Optional[str] = typer.Option(None, "--role", help="e.g. blacksmith, town guard, archmage"),
+    trait: list[str] = typer.Option([], "--trait", help="Personality trait (repeatable)"),
+    domain: list[str] = typer.Option([], "--domain", help="Knowledge domain, e.g. weapons, spells (repeatable)"),
+    background: Optional[str] = typer.Option(None, "--background"),
+    hint: list[str] = typer.Option([], "--hint", help="Appearance hint: tall, heavy, red hair, beard ... (repeatable)"),
+    species: Optional[str] = typer.Option(None, "--species", help="SRD species: human, dwarf, elf-high, ..."),
+    sex: Optional[str] = typer.Option(None, "--sex", help="female | male | nonbinary"),
+    age: Optional[int] = typer.Option(None, "--age"),
+    template: Optional[str] = typer.Option(None, "--template", help="Character template id (srd:guard, user:...)"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    user: str = typer.Option("local", "--user", help="Owner (their knowledge and templates are used)"),
+    kb: Optional[Path] = KB_OPT,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Generate an NPC locally (NPC-b1/b2): profile + rigged .glb + preview, validated; prints one JSON object.
+
+    The same steps as the `npc-generate` flow without publishing; use the API (POST /npcs) to publish.
+    """
+    from pydantic import ValidationError
+
+    from gaiverse.config import get_settings
+    from gaiverse.npc.character_repository import CharacterRepository, TemplateNotFound, repository_path
+    from gaiverse.npc.generation import NpcSettings, appearance_glb, generate_profile
+    from gaiverse.npc.kb_shared import SharedKnowledgeBase
+    from gaiverse.npc.knowledge_base import Scope
+
+    _logging(verbose)
+    raw = {"name": name, "role": role, "traits": trait, "domains": domain, "background": background,
+           "appearance": hint, "species": species, "sex": sex, "age": age, "template": template, "seed": seed}
+    try:
+        settings = NpcSettings.model_validate({k: v for k, v in raw.items() if v not in (None, [])})
+        chosen = (CharacterRepository(repository_path(get_settings().data_dir)).get(template, user)
+                  if template else None)
+    except ValidationError as err:
+        first = err.errors()[0]
+        _fail(f"--{first['loc'][0] if first['loc'] else 'settings'}: {first['msg']}")
+    except TemplateNotFound as err:
+        _fail(str(err).strip("'\""))
+    shared = SharedKnowledgeBase(kb or default_kb_path())
+    shared.ensure(prior=True)
+    with shared.reading() as store:
+        profile = generate_profile(settings, chosen, store, Scope(user_id=user), user_id=user)
+    glb = appearance_glb(profile)
+    from gaiverse.character import build_character
+    from validation.gltf import validate_glb
+
+    report = validate_glb(glb)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"glb": out / f"{profile.npc_id}.glb", "profile": out / f"{profile.npc_id}.json",
+             "preview": out / f"{profile.npc_id}.png"}
+    files["glb"].write_bytes(glb)
+    files["profile"].write_text(json.dumps(profile.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+    files["preview"].write_bytes(build_character(profile.body_params()).preview_png((None, "wave")))
+    _emit({"npc_id": profile.npc_id, "name": profile.name, "role": profile.role, "species": profile.species,
+           "style": profile.dialogue_style["style"], "height_m": round(profile.appearance["height_m"], 3),
+           "citations": [c["source"] for c in profile.citations], "gltf_errors": len(report.errors),
+           "gltf_warnings": len(report.warnings), "files": {k: str(v) for k, v in files.items()}})
+    if report.errors:
+        raise typer.Exit(1)

@@ -82,6 +82,27 @@ def eval_roads_cmd(
     _emit(result)
 
 
+@eval_app.command("buildings")
+def eval_buildings_cmd(
+    osm: list[Path] = typer.Option(..., "--osm", help="Real OSM files with buildings (.osm.pbf, .osm, .osm.bz2)"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Building model dir (default: shipped)"),
+    seed: int = typer.Option(0, "--seed"),
+    layout_check: bool = typer.Option(True, "--layout/--no-layout", help="Also place buildings on the real roads"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the generated attributes here (.npz)"),
+    json_out: bool = typer.Option(True, "--json/--no-json", help="Print the JSON result (always on)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Generated vs real buildings (area, aspect, orientation, setback, spacing, levels, shapes) vs uniform baseline."""
+    from gaiverse.world.buildings_eval import BuildingDataError, eval_buildings
+
+    _logging(verbose)
+    try:
+        result = eval_buildings(osm, checkpoint=checkpoint, seed=seed, layout_check=layout_check, out_dir=out)
+    except BuildingDataError as err:
+        _fail(str(err))
+    _emit(result)
+
+
 @layout_app.command("sample")
 def layout_sample_cmd(
     n: int = typer.Option(4, "--n", min=1, help="Number of layouts"),

@@ -1,0 +1,277 @@
+"""Worlds: build through the Prefect deployment, list, versions, diff, edits, rollback, backup.
+
+A world belongs to the user who built it; another user's world answers 404 exactly like one
+that does not exist. Edits run in the API process (a region edit is well under 2 s) and
+publish a new version with the state and 2-D previews; its .glb is assembled on first
+request (`/glb`) and kept as an asset derived from the version's manifest. Implements
+ENV-a3 (versions, backup) and ENV-a4 (user adjustments) over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from gaiverse.api.deps import CurrentUser, Services, ServicesDep
+from gaiverse.api.errors import AUTH_ERRORS, error_responses
+from gaiverse.api.keys import User
+from gaiverse.api.prefect_gateway import InvalidParameters, NotFound, check_parameters
+from gaiverse.api.runs import _run_out, _state_type
+from gaiverse.api.schemas import RunOut
+from gaiverse.world.editing import EditError, EditRequest, LayoutModels, apply_edit
+from gaiverse.world.versions import (
+    VersionConflict, WorldIdTaken, WorldNotFound, WorldVersions,
+)
+from gaiverse.world.world_build import version_files
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/worlds", tags=["worlds"], responses={**AUTH_ERRORS, **error_responses(404)})
+
+BUILD_DEPLOYMENT = "build-world/world-build"
+WorldIdPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$", description="world id")]
+VersionQuery = Annotated[int, Query(ge=1, le=1_000_000)]
+_MODELS_LOCK = threading.Lock()
+_RENDER_LOCK = threading.Lock()
+
+
+class WorldCreate(BaseModel):
+    """What POST /worlds builds (parameters of the build-world flow)."""
+
+    prompt: str = Field(min_length=1, max_length=500, examples=["a hilly coastal town with a river, 1 km x 1 km"])
+    size_m: float | None = Field(default=None, ge=128, le=4000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    world_id: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")
+    ddim_steps: int | None = Field(default=None, ge=2, le=100)
+
+
+class WorldOut(BaseModel):
+    world_id: str
+    owner: str
+    latest_version: int
+    versions: int
+    message: str
+    manifest_key: str
+
+
+class VersionOut(BaseModel):
+    world_id: str
+    version: int
+    parent_version: int | None
+    manifest_key: str
+    message: str
+    author: str
+    created_at: Any
+    objects: dict[str, str] = Field(default_factory=dict)
+    """name -> object key (heights, roads, map_png, heightmap_png, glb...)."""
+    stats: dict[str, Any] = Field(default_factory=dict)
+    size_m: list[float] = Field(default_factory=list)
+    """(width east, height north) of the world, metres: maps show x east, y north, north up."""
+    edit: dict[str, Any] | None = None
+    """The edit that made this version (None for builds)."""
+
+
+class RollbackIn(BaseModel):
+    to_version: int = Field(ge=1)
+    message: str | None = Field(default=None, max_length=500)
+
+
+def versions_of(services: Services) -> WorldVersions:
+    return WorldVersions(services.store, services.catalog)
+
+
+def _layout_models(services: Services) -> LayoutModels:
+    with _MODELS_LOCK:
+        if "world_models" not in services.extras:
+            services.extras["world_models"] = LayoutModels.from_checkpoint()
+        return services.extras["world_models"]
+
+
+def _visible(services: Services, user: User, world_id: str) -> WorldVersions:
+    repo = versions_of(services)
+    try:
+        repo.check_access(world_id, user.user_id, admin=user.is_admin)
+    except WorldNotFound as err:
+        raise HTTPException(404, str(err)) from err
+    return repo
+
+
+def _version_out(repo: WorldVersions, world_id: str, version: int | None) -> VersionOut:
+    try:
+        row = repo.version(world_id, version)
+        manifest = repo.manifest(world_id, row.version)
+    except WorldNotFound as err:
+        raise HTTPException(404, str(err)) from err
+    made_by = manifest.get("made_by") or {}
+    return VersionOut(**row.to_dict(), objects={k: v["key"] for k, v in manifest["objects"].items()},
+                      stats=manifest["state"].get("stats", {}), size_m=list(manifest["state"].get("size_m", [])),
+                      edit=made_by if made_by.get("kind") == "edit" else None)
+
+
+@router.post("", status_code=201, response_model=RunOut, responses=error_responses(409, 422, 502, 503))
+async def post_world(body: WorldCreate, services: ServicesDep, user: CurrentUser) -> RunOut:
+    """Start a world build (the `build-world/world-build` deployment); follow it under /runs/{id}."""
+    if body.world_id:
+        owner = await run_in_threadpool(versions_of(services).owner, body.world_id)
+        if owner is not None and owner != user.user_id:
+            raise HTTPException(409, f"world id {body.world_id!r} is taken: choose another")
+    prefect = services.extras["prefect"]
+    parameters = {k: v for k, v in body.model_dump().items() if v is not None}
+    parameters["owner"] = user.user_id
+    try:
+        flow_name, deployment = await prefect.resolve(BUILD_DEPLOYMENT)
+        check_parameters(deployment.parameter_openapi_schema, parameters)
+        flow_run = await prefect.create_run(deployment, parameters, tags=[f"owner:{user.user_id}", "api", "world"])
+    except NotFound as err:
+        raise HTTPException(503, f"world builds are not deployed here: {err}") from err
+    except InvalidParameters as err:
+        raise HTTPException(422, str(err)) from err
+    try:
+        await run_in_threadpool(services.catalog.upsert_run, str(flow_run.id), flow_name=flow_name,
+                                state=_state_type(flow_run), parameters=parameters,
+                                deployment=BUILD_DEPLOYMENT, owner=user.user_id)
+    except Exception as err:
+        await prefect.delete_run(flow_run.id)
+        raise HTTPException(503, f"catalog unavailable, build not started: {type(err).__name__}") from err
+    row = {"flow_run_id": str(flow_run.id), "flow_name": flow_name, "deployment": BUILD_DEPLOYMENT,
+           "owner": user.user_id, "parameters": parameters}
+    return _run_out(services, row, flow_run)
+
+
+@router.get("", response_model=list[WorldOut])
+def get_worlds(services: ServicesDep, user: CurrentUser) -> list[WorldOut]:
+    """Your worlds, most recently changed first (admins see every world)."""
+    rows = versions_of(services).worlds(None if user.is_admin else user.user_id)
+    return [WorldOut(**{k: r[k] for k in WorldOut.model_fields}) for r in rows]
+
+
+@router.get("/{world_id}/versions", response_model=list[VersionOut])
+def get_versions(world_id: WorldIdPath, services: ServicesDep, user: CurrentUser) -> list[VersionOut]:
+    """Every version of one of your worlds, oldest first."""
+    repo = _visible(services, user, world_id)
+    return [VersionOut(**v.to_dict()) for v in repo.versions(world_id)]
+
+
+@router.get("/{world_id}/versions/{version}", response_model=VersionOut)
+def get_version(world_id: WorldIdPath, version: Annotated[int, Path(ge=1)], services: ServicesDep,
+                user: CurrentUser) -> VersionOut:
+    """One version with its object keys (read them under /assets/{key}/content)."""
+    return _version_out(_visible(services, user, world_id), world_id, version)
+
+
+@router.get("/{world_id}/versions/{version}/glb", response_class=Response,
+            responses={200: {"content": {"model/gltf-binary": {}}}})
+def get_glb(world_id: WorldIdPath, version: Annotated[int, Path(ge=1)], services: ServicesDep,
+            user: CurrentUser) -> Response:
+    """The version's .glb; versions made by edits are assembled on first request and the result kept."""
+    repo = _visible(services, user, world_id)
+    try:
+        row = repo.version(world_id, version)
+        manifest = repo.manifest(world_id, version)
+    except WorldNotFound as err:
+        raise HTTPException(404, str(err)) from err
+    key = (manifest["objects"].get("glb") or {}).get("key") or _derived_glb(services, row.manifest_key)
+    if key is None:
+        with _RENDER_LOCK:  # one assembly at a time: it is CPU-heavy
+            key = _derived_glb(services, row.manifest_key) or _render_glb(services, repo, world_id, version, row)
+    return Response(services.store.get_bytes(key), media_type="model/gltf-binary",
+                    headers={"Cache-Control": "private, max-age=86400, immutable"})
+
+
+def _derived_glb(services: Services, manifest_key: str) -> str | None:
+    rows = services.catalog.query("SELECT output_key FROM lineage WHERE input_key = ? AND checkpoint = 'world-render'",
+                                  [manifest_key])
+    return rows[0]["output_key"] if rows else None
+
+
+def _render_glb(services: Services, repo: WorldVersions, world_id: str, version: int, row) -> str:
+    from gaiverse.world.world_build import render
+
+    scene = render(repo.load_state(world_id, version))
+    ref = services.store.put_bytes(scene.glb_bytes(), kind="world/glb", ext="glb")
+    services.catalog.record_asset(ref, owner=row.author, inputs=[row.manifest_key], checkpoint="world-render")
+    return ref.key
+
+
+@router.get("/{world_id}/diff", responses=error_responses(422))
+def get_diff(world_id: WorldIdPath, services: ServicesDep, user: CurrentUser,
+             from_version: Annotated[int, Query(alias="from", ge=1)],
+             to_version: Annotated[int, Query(alias="to", ge=1)]) -> dict[str, Any]:
+    """What changed between two versions: height deltas per region, roads, water, buildings."""
+    repo = _visible(services, user, world_id)
+    try:
+        return repo.diff(world_id, from_version, to_version)
+    except WorldNotFound as err:
+        raise HTTPException(404, str(err)) from err
+
+
+@router.get("/{world_id}/diff.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def get_diff_png(world_id: WorldIdPath, services: ServicesDep, user: CurrentUser,
+                 from_version: Annotated[int, Query(alias="from", ge=1)],
+                 to_version: Annotated[int, Query(alias="to", ge=1)]) -> Response:
+    """The diff as an image: raised red, lowered blue, roads added green / removed magenta, buildings orange."""
+    repo = _visible(services, user, world_id)
+    try:
+        return Response(repo.diff_png(world_id, from_version, to_version), media_type="image/png")
+    except WorldNotFound as err:
+        raise HTTPException(404, str(err)) from err
+
+
+@router.post("/{world_id}/edits", status_code=201, response_model=VersionOut, responses=error_responses(409, 422))
+def post_edit(world_id: WorldIdPath, body: EditRequest, services: ServicesDep, user: CurrentUser) -> VersionOut:
+    """Apply one edit to a version (default the latest) and publish the result as the next version."""
+    repo = _visible(services, user, world_id)
+    try:
+        base = repo.version(world_id, body.base_version)
+        state = repo.load_state(world_id, base.version)
+        models = _layout_models(services) if body.edit.op == "regenerate" else None
+        result = apply_edit(state, body.edit, models)
+        message = body.message or f"{body.edit.op} (edit of v{base.version})"
+        made = repo.publish(world_id, result.state, author=repo.owner(world_id), message=message,
+                            derived=version_files(result.state), base_version=base.version,
+                            made_by={"kind": "edit", "base_version": base.version, **_jsonable(result.summary)})
+    except WorldNotFound as err:
+        raise HTTPException(404, str(err)) from err
+    except EditError as err:
+        raise HTTPException(422, str(err)) from err
+    except (VersionConflict, WorldIdTaken) as err:
+        raise HTTPException(409, str(err)) from err
+    return _version_out(repo, world_id, made.version)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+@router.post("/{world_id}/rollback", status_code=201, response_model=VersionOut, responses=error_responses(409))
+def post_rollback(world_id: WorldIdPath, body: RollbackIn, services: ServicesDep, user: CurrentUser) -> VersionOut:
+    """A new version with the content of `to_version` (history is kept)."""
+    repo = _visible(services, user, world_id)
+    try:
+        made = repo.rollback(world_id, body.to_version, author=repo.owner(world_id), message=body.message)
+    except WorldNotFound as err:
+        raise HTTPException(404, str(err)) from err
+    except (VersionConflict, WorldIdTaken) as err:
+        raise HTTPException(409, str(err)) from err
+    return _version_out(repo, world_id, made.version)
+
+
+@router.get("/{world_id}/backup", response_class=Response, responses={200: {"content": {"application/gzip": {}}}})
+def get_backup(world_id: WorldIdPath, services: ServicesDep, user: CurrentUser,
+               version: VersionQuery | None = None) -> Response:
+    """A self-contained backup archive (tar.gz: manifest, every object, catalog rows, SHA256SUMS)."""
+    repo = _visible(services, user, world_id)
+    try:
+        archive = repo.export_backup(world_id, version)
+        number = repo.version(world_id, version).version
+    except WorldNotFound as err:
+        raise HTTPException(404, str(err)) from err
+    return Response(archive, media_type="application/gzip",
+                    headers={"Content-Disposition": f'attachment; filename="{world_id}-v{number}.tar.gz"'})

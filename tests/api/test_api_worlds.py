@@ -1,0 +1,152 @@
+"""Worlds over HTTP: build through the deployment, versions, edits, diff, rollback, backup, and isolation."""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gaiverse.config import REPO_ROOT, prefect_env
+from gaiverse.proc import spawn, stop_pid, wait_until
+from gaiverse.world.versions import WorldVersions, read_backup
+from tests.world._world_fixtures import small_state
+
+pytestmark = pytest.mark.slow
+
+RAISE = {"op": "raise", "amount_m": 6, "region": {"x0_m": 32, "y0_m": 32, "x1_m": 128, "y1_m": 128}}
+
+
+@pytest.fixture(scope="module")
+def world(alice, store, catalog) -> str:
+    """A 256 m world of alice's, published directly (version 1)."""
+    world_id = "api-" + alice.user["user_id"][:8]
+    WorldVersions(store, catalog).publish(world_id, small_state(size=32), author=alice.user["user_id"],
+                                          message="seeded", new_world=True)
+    return world_id
+
+
+def test_lists_and_versions_are_per_user(world, alice, bob, admin, detail):
+    assert world in [w["world_id"] for w in alice.get("/worlds").json()]
+    assert world not in [w["world_id"] for w in bob.get("/worlds").json()]
+    assert world in [w["world_id"] for w in admin.get("/worlds").json()]
+    versions = alice.get(f"/worlds/{world}/versions").json()
+    assert versions[0]["version"] == 1 and versions[0]["author"] == alice.user["user_id"]
+    one = alice.get(f"/worlds/{world}/versions/1").json()
+    assert {"heights", "roads", "water", "buildings"} <= set(one["objects"])
+    content = alice.get(f"/assets/{one['objects']['heights']}/content")
+    assert content.status_code == 200 and content.content[:6] == b"\x93NUMPY"
+    for method, path, body in [("GET", f"/worlds/{world}/versions", None), ("GET", f"/worlds/{world}/versions/1", None),
+                               ("GET", f"/worlds/{world}/diff?from=1&to=1", None),
+                               ("POST", f"/worlds/{world}/edits", {"edit": RAISE}),
+                               ("POST", f"/worlds/{world}/rollback", {"to_version": 1}),
+                               ("GET", f"/worlds/{world}/backup", None),
+                               ("GET", f"/worlds/{world}/versions/1/glb", None)]:
+        response = bob.request(method, path, json=body)
+        assert response.status_code == 404, (path, response.text)
+        assert "no world" in detail(response)
+    assert alice.get("/worlds/nope-nope/versions").status_code == 404
+    assert alice.get("/worlds/Bad_Id/versions").status_code == 422
+
+
+def test_edits_diff_rollback_and_backup(world, alice, snapshot, detail, artifacts_dir):
+    made = alice.post(f"/worlds/{world}/edits", json={"edit": RAISE, "base_version": 1, "message": "a hill"})
+    assert made.status_code == 201, made.text
+    v2 = made.json()
+    assert v2["version"] == 2 and v2["parent_version"] == 1 and v2["message"] == "a hill"
+    assert v2["edit"]["op"] == "raise" and {"map_png", "heightmap_png"} <= set(v2["objects"])
+    # a stale base version, an impossible edit and a malformed one change nothing
+    before = snapshot()
+    stale = alice.post(f"/worlds/{world}/edits", json={"edit": RAISE, "base_version": 1})
+    assert stale.status_code == 409 and "at version 2, not 1" in detail(stale)
+    outside = alice.post(f"/worlds/{world}/edits", json={"edit": {**RAISE, "region": {
+        "x0_m": 900, "y0_m": 0, "x1_m": 950, "y1_m": 10}}})
+    assert outside.status_code == 422 and "outside" in detail(outside)
+    bad = alice.post(f"/worlds/{world}/edits", json={"edit": {"op": "explode"}})
+    assert bad.status_code == 422
+    ghost = alice.post(f"/worlds/{world}/edits", json={"edit": {"op": "move_building", "building_id": "zz",
+                                                                 "dx_m": 3}})
+    assert ghost.status_code == 422 and "no building 'zz'" in detail(ghost)
+    assert snapshot() == before
+
+    regen = alice.post(f"/worlds/{world}/edits", json={"edit": {
+        "op": "regenerate", "region": {"x0_m": 128, "y0_m": 128, "x1_m": 224, "y1_m": 224},
+        "controls": {"relief_m": 60}, "steps": 4}})
+    assert regen.status_code == 201, regen.text
+    assert regen.json()["version"] == 3 and regen.json()["edit"]["terrain_tiles"] >= 1
+
+    diff = alice.get(f"/worlds/{world}/diff", params={"from": 1, "to": 2}).json()
+    assert diff["heights"]["changed_cells"] == 12 * 12 and diff["heights"]["max_abs_delta_m"] == pytest.approx(6)
+    png = alice.get(f"/worlds/{world}/diff.png", params={"from": 1, "to": 3})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    (artifacts_dir / "api_world_diff.png").write_bytes(png.content)
+    assert Image.open(io.BytesIO(png.content)).size == (128, 128)
+    assert alice.get(f"/worlds/{world}/diff", params={"from": 1, "to": 99}).status_code == 404
+
+    rolled = alice.post(f"/worlds/{world}/rollback", json={"to_version": 1})
+    assert rolled.status_code == 201
+    assert rolled.json()["manifest_key"] == alice.get(f"/worlds/{world}/versions/1").json()["manifest_key"]
+    assert alice.get(f"/worlds/{world}/diff", params={"from": 1, "to": 4}).json()["identical"] is True
+
+    backup = alice.get(f"/worlds/{world}/backup", params={"version": 2})
+    assert backup.status_code == 200 and backup.headers["content-type"] == "application/gzip"
+    assert f"{world}-v2.tar.gz" in backup.headers["content-disposition"]
+    files = read_backup(backup.content)
+    assert "backup.json" in files and sum(name.startswith("objects/") for name in files) == 7
+
+
+def test_glb_of_an_edited_version_is_assembled_once(world, alice):
+    from validation.gltf import validate_glb
+
+    first = alice.get(f"/worlds/{world}/versions/2/glb", timeout=900)
+    assert first.status_code == 200, first.text
+    assert first.content[:4] == b"glTF" and validate_glb(first.content).errors == []
+    again = alice.get(f"/worlds/{world}/versions/2/glb", timeout=60)
+    assert again.content == first.content
+
+
+@pytest.fixture(scope="module")
+def world_deployment(settings, prefect_server):
+    env = {**prefect_env(settings), "PREFECT_RUNNER_POLL_FREQUENCY": "1", "RAY_AUTH_MODE": "disabled"}
+    service = spawn("api-world-runner", [sys.executable, str(REPO_ROOT / "tests" / "api" / "world_runner.py")],
+                    settings.run_dir, env=env, cwd=REPO_ROOT)
+    import httpx
+
+    def exists() -> bool:
+        try:
+            return httpx.get(f"{settings.prefect_url}/deployments/name/build-world/world-build",
+                             timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(exists, 120, f"build-world deployment (log: {service.log_path})", interval_s=0.5)
+        yield "build-world/world-build"
+    finally:
+        stop_pid(service.pid, "api-world-runner")
+
+
+def test_build_a_world_through_the_deployment(world_deployment, world, alice, bob, detail):
+    taken = bob.post("/worlds", json={"prompt": "a village", "world_id": world})
+    assert taken.status_code == 409 and "taken" in detail(taken)
+    assert alice.post("/worlds", json={"prompt": ""}).status_code == 422
+    assert alice.post("/worlds", json={"prompt": "a village", "size_m": 10}).status_code == 422
+    started = alice.post("/worlds", json={"prompt": "a flat village", "size_m": 256, "seed": 2, "ddim_steps": 3})
+    assert started.status_code == 201, started.text
+    run = started.json()
+    assert run["deployment"] == "build-world/world-build" and run["owner"] == alice.user["user_id"]
+    deadline = time.monotonic() + 900
+    while (state := alice.get(f"/runs/{run['id']}").json()["state"]) not in {"COMPLETED", "FAILED", "CRASHED"}:
+        assert time.monotonic() < deadline, "world build did not finish"
+        time.sleep(2)
+    assert state == "COMPLETED"
+    mine = [w for w in alice.get("/worlds").json() if w["message"].startswith("built from 'a flat village'")]
+    assert mine and all(w["owner"] == alice.user["user_id"] for w in mine)
+    built = alice.get(f"/worlds/{mine[0]['world_id']}/versions/1").json()
+    glb = alice.get(f"/assets/{built['objects']['glb']}/content")
+    assert glb.status_code == 200 and glb.content[:4] == b"glTF"
+    assert bob.get(f"/worlds/{mine[0]['world_id']}/versions").status_code == 404
+    assert np.isfinite(built["stats"]["relief_m"])

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from gaiverse.api.deps import CurrentUser, Services, ServicesDep
 from gaiverse.api.errors import AUTH_ERRORS, error_responses
 from gaiverse.api.keys import User
-from gaiverse.api.prefect_gateway import InvalidParameters, NotFound, check_parameters
+from gaiverse.api.runs import start_run
 from gaiverse.npc.character_repository import CharacterRepository, TemplateNotFound, repository_path
 from gaiverse.npc.generation import NpcSettings
 
@@ -95,23 +95,9 @@ async def create_npc(body: NpcCreate, services: ServicesDep, user: CurrentUser) 
     npc_id = body.npc_id or _new_id(body)
     settings = body.model_dump(mode="json", exclude_none=True, exclude={"npc_id"})
     parameters = {"settings": settings, "npc_id": npc_id, "user_id": user.user_id}
-    prefect = services.extras["prefect"]
-    try:
-        _, deployment = await prefect.resolve(DEPLOYMENT)
-        check_parameters(deployment.parameter_openapi_schema, parameters)
-        flow_run = await prefect.create_run(deployment, parameters, tags=[f"owner:{user.user_id}", "api", "npc"])
-    except NotFound:  # like POST /runs: a deployment that is not served here is not found
-        raise HTTPException(404, f"NPC generation needs the flow {DEPLOYMENT!r}, which is not deployed here "
-                                 "(`gaiverse up` serves it)") from None
-    except InvalidParameters as err:
-        raise HTTPException(422, str(err)) from err
-    try:
-        await run_in_threadpool(services.catalog.upsert_run, str(flow_run.id), flow_name="npc-generate",
-                                state=flow_run.state_type.value if flow_run.state_type else "SCHEDULED",
-                                parameters=parameters, deployment=DEPLOYMENT, owner=user.user_id)
-    except Exception as err:
-        await prefect.delete_run(flow_run.id)
-        raise HTTPException(503, f"catalog unavailable, NPC generation not started: {type(err).__name__}") from err
+    _, flow_run = await start_run(services, user, DEPLOYMENT, parameters, tags=("npc",),
+                                  not_deployed=f"NPC generation needs the flow {DEPLOYMENT!r}, which is not "
+                                               "deployed here (`gaiverse up` serves it)")
     log.info("user %s: generating NPC %s in run %s", user.name, npc_id, flow_run.id)
     return NpcStarted(npc_id=npc_id, run_id=str(flow_run.id), run_url=f"/runs/{flow_run.id}", npc_url=f"/npcs/{npc_id}")
 

@@ -57,21 +57,33 @@ async def get_deployments(services: ServicesDep, user: CurrentUser) -> list[Depl
 @router.post("/runs", status_code=201, response_model=RunOut, responses=error_responses(404, 503))
 async def post_run(body: RunCreate, services: ServicesDep, user: CurrentUser) -> RunOut:
     """Start a run of a deployment. Nothing is created unless the deployment exists and the parameters fit."""
+    row, flow_run = await start_run(services, user, body.flow, body.parameters)
+    return _run_out(services, row, flow_run)
+
+
+async def start_run(services: Services, user: User, deployment_name: str, parameters: dict[str, Any],
+                    tags: tuple[str, ...] = (), not_deployed: str | None = None) -> tuple[dict[str, Any], Any]:
+    """Create a run of ``deployment_name`` owned by ``user`` and record it in the catalog.
+
+    Shared by POST /runs and the capability endpoints (worlds, NPCs) so every run is created the
+    same way: 404 when the deployment is not served here (``not_deployed`` explains why), 422 when
+    the parameters do not fit, and no run left behind when the catalog row cannot be written.
+    Returns the catalog row and the Prefect flow run.
+    """
     prefect = gateway(services)
     try:
-        flow_name, deployment = await prefect.resolve(body.flow)
-        check_parameters(deployment.parameter_openapi_schema, body.parameters)
-        tags = [f"owner:{user.user_id}", "api"]
-        flow_run = await prefect.create_run(deployment, body.parameters, tags=tags)
+        flow_name, deployment = await prefect.resolve(deployment_name)
+        check_parameters(deployment.parameter_openapi_schema, parameters)
+        flow_run = await prefect.create_run(deployment, parameters, tags=[f"owner:{user.user_id}", "api", *tags])
     except NotFound as err:
-        raise HTTPException(404, str(err)) from err
+        raise HTTPException(404, not_deployed or str(err)) from err
     except (AmbiguousFlow, InvalidParameters) as err:
         raise HTTPException(422, str(err)) from err
     full_name = f"{flow_name}/{deployment.name}"
     try:
         await run_in_threadpool(
             services.catalog.upsert_run, str(flow_run.id), flow_name=flow_name, state=_state_type(flow_run),
-            parameters=body.parameters, deployment=full_name, owner=user.user_id,
+            parameters=parameters, deployment=full_name, owner=user.user_id,
         )
     except Exception as err:
         # the run must not exist without its owner row: take it back before it is picked up
@@ -80,8 +92,8 @@ async def post_run(body: RunCreate, services: ServicesDep, user: CurrentUser) ->
         raise HTTPException(503, f"catalog unavailable, run not started: {type(err).__name__}") from err
     log.info("user %s started %s as run %s", user.name, full_name, flow_run.id)
     row = {"flow_run_id": str(flow_run.id), "flow_name": flow_name, "deployment": full_name,
-           "owner": user.user_id, "parameters": body.parameters}
-    return _run_out(services, row, flow_run)
+           "owner": user.user_id, "parameters": parameters}
+    return row, flow_run
 
 
 @router.get("/runs", response_model=list[RunOut])

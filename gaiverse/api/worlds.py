@@ -22,8 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from gaiverse.api.deps import CurrentUser, Services, ServicesDep
 from gaiverse.api.errors import AUTH_ERRORS, error_responses
 from gaiverse.api.keys import User
-from gaiverse.api.prefect_gateway import InvalidParameters, NotFound, check_parameters
-from gaiverse.api.runs import _run_out, _state_type
+from gaiverse.api.runs import _run_out, start_run
 from gaiverse.api.schemas import RunOut
 from gaiverse.world.editing import EditError, EditRequest, LayoutModels, apply_edit
 from gaiverse.world.versions import (
@@ -115,33 +114,18 @@ def _version_out(repo: WorldVersions, world_id: str, version: int | None) -> Ver
                       edit=made_by if made_by.get("kind") == "edit" else None)
 
 
-@router.post("", status_code=201, response_model=RunOut, responses=error_responses(409, 422, 502, 503))
+@router.post("", status_code=201, response_model=RunOut, responses=error_responses(404, 409, 422, 502, 503))
 async def post_world(body: WorldCreate, services: ServicesDep, user: CurrentUser) -> RunOut:
     """Start a world build (the `build-world/world-build` deployment); follow it under /runs/{id}."""
     if body.world_id:
         owner = await run_in_threadpool(versions_of(services).owner, body.world_id)
         if owner is not None and owner != user.user_id:
             raise HTTPException(409, f"world id {body.world_id!r} is taken: choose another")
-    prefect = services.extras["prefect"]
     parameters = {k: v for k, v in body.model_dump().items() if v is not None}
     parameters["owner"] = user.user_id
-    try:
-        flow_name, deployment = await prefect.resolve(BUILD_DEPLOYMENT)
-        check_parameters(deployment.parameter_openapi_schema, parameters)
-        flow_run = await prefect.create_run(deployment, parameters, tags=[f"owner:{user.user_id}", "api", "world"])
-    except NotFound as err:
-        raise HTTPException(503, f"world builds are not deployed here: {err}") from err
-    except InvalidParameters as err:
-        raise HTTPException(422, str(err)) from err
-    try:
-        await run_in_threadpool(services.catalog.upsert_run, str(flow_run.id), flow_name=flow_name,
-                                state=_state_type(flow_run), parameters=parameters,
-                                deployment=BUILD_DEPLOYMENT, owner=user.user_id)
-    except Exception as err:
-        await prefect.delete_run(flow_run.id)
-        raise HTTPException(503, f"catalog unavailable, build not started: {type(err).__name__}") from err
-    row = {"flow_run_id": str(flow_run.id), "flow_name": flow_name, "deployment": BUILD_DEPLOYMENT,
-           "owner": user.user_id, "parameters": parameters}
+    row, flow_run = await start_run(services, user, BUILD_DEPLOYMENT, parameters, tags=("world",),
+                                    not_deployed=f"world builds need the deployment {BUILD_DEPLOYMENT!r}, "
+                                                 "which is not served here (`gaiverse up` serves it)")
     return _run_out(services, row, flow_run)
 
 

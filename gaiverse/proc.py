@@ -141,3 +141,30 @@ def file_lock(lock_path: str | Path, exclusive: bool) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+@contextmanager
+def transaction(con) -> Iterator:
+    """BEGIN on a DuckDB connection; COMMIT when the block ends, ROLLBACK (nothing written) when it raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+@contextmanager
+def locked_write(db_path: str | Path, lock_path: str | Path) -> Iterator:
+    """One short read-write DuckDB connection to ``db_path`` under the exclusive ``lock_path`` lock, in one
+    transaction: the pattern every shared DuckDB file of gaiverse uses for writes (catalog, repositories)."""
+    import duckdb
+
+    with file_lock(lock_path, exclusive=True):
+        con = duckdb.connect(str(db_path))
+        try:
+            with transaction(con):
+                yield con
+        finally:
+            con.close()

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Sequence
 import duckdb
 import pandas as pd
 
-from gaiverse.proc import file_lock
+from gaiverse.proc import file_lock, locked_write
 from storage.objectstore import AssetRef
 
 log = logging.getLogger(__name__)
@@ -97,18 +97,8 @@ class Catalog:
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction: committed when the block ends, rolled back (no rows) when it raises."""
-        with file_lock(self.lock_path, exclusive=True):
-            con = duckdb.connect(str(self.path))
-            try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    yield con
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
-            finally:
-                con.close()
+        with locked_write(self.path, self.lock_path) as con:
+            yield con
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import duckdb
 
 from gaiverse.npc.prior import PRIOR_DIR
-from gaiverse.proc import file_lock
+from gaiverse.proc import file_lock, locked_write
 
 log = logging.getLogger(__name__)
 
@@ -169,18 +169,8 @@ class CharacterRepository:
 
     @contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with file_lock(self.lock_path, exclusive=True):
-            con = duckdb.connect(str(self.path))
-            try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    yield con
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
-            finally:
-                con.close()
+        with locked_write(self.path, self.lock_path) as con:
+            yield con
 
     def _rows(self, sql: str, params: list) -> list[tuple]:
         with file_lock(self.lock_path, exclusive=False):

@@ -25,7 +25,7 @@ from typing import Callable, ContextManager, Iterator
 
 import duckdb
 
-from gaiverse.proc import file_lock
+from gaiverse.proc import file_lock, transaction
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +102,8 @@ class Database:
     def _transaction(self, con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
         self._local.con, self._local.read_only = con, False
         try:
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(con):
                 yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
         finally:
             self._local.con = None
 

@@ -6,13 +6,12 @@ the system chromium (setup installs it); the test is skipped only when it is abs
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
-CHROMIUM = "/usr/bin/chromium"
+from tests.browser import chromium
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run",
         # WebGL without a GPU: chromium's software rasteriser (SwiftShader) must be allowed explicitly
@@ -38,14 +37,8 @@ COUNT_MODEL_PIXELS = """() => {
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (setup installs it: apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with chromium(ARGS) as instance:
         yield instance
-        instance.close()
 
 
 def test_terminal_lists_runs_live_and_shows_a_glb(browser, api_server, alice, served_flow, glb_bytes,

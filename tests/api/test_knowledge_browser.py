@@ -3,7 +3,6 @@ search, edit and delete. Screenshots go to tests/artifacts/knowledge-*.png."""
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import httpx
@@ -11,21 +10,15 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
-CHROMIUM = "/usr/bin/chromium"
+from tests.browser import chromium
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (setup installs it: apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with chromium(ARGS) as instance:
         yield instance
-        instance.close()
 
 
 @pytest.mark.clause("NPC-a2")

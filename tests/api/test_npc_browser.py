@@ -6,7 +6,6 @@ WAV that Piper speaks at test time. Screenshots go to tests/artifacts/ (npc-*.pn
 
 from __future__ import annotations
 
-import os
 import wave
 
 import pytest
@@ -15,7 +14,7 @@ from tests.api.npc_live_support import make_user, speech_wav, start_npc_api, sto
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
-CHROMIUM = "/usr/bin/chromium"
+from tests.browser import chromium
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run",
         "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--autoplay-policy=no-user-gesture-required",
@@ -44,16 +43,8 @@ def spoken_question(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(spoken_question):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (setup installs it: apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=ARGS + [f"--use-file-for-fake-audio-capture={spoken_question}"])
+    with chromium(ARGS + [f"--use-file-for-fake-audio-capture={spoken_question}"]) as instance:
         yield instance
-        instance.close()
 
 
 def _events(page, kind):

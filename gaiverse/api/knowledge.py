@@ -147,11 +147,11 @@ def _documents(kb: SharedKnowledgeBase, user: User, doc_id: str | None = None,
 
 
 def check_npc(services: Services, user: User, npc_id: str | None) -> None:
-    """An NPC the user may scope knowledge to: a shipped persona or an NPC they generated (``npc/<id>``)."""
+    """An NPC the user may scope knowledge to: a shipped persona or one they generated (``npc/<user>/<id>``)."""
     if npc_id is None or npc_id in PersonaRegistry.load().personas:
         return
     rows = services.catalog.query("SELECT 1 FROM versions WHERE collection = ? AND author = ? LIMIT 1",
-                                  [f"npc/{npc_id}", user.user_id])
+                                  [f"npc/{user.user_id}/{npc_id}", user.user_id])
     if not rows:
         raise HTTPException(404, f"`npc_id` {npc_id!r} is not one of your NPCs")
 

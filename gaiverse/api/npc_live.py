@@ -134,6 +134,27 @@ def find_npc(services, user, npc_id: str) -> tuple[Any, dict[str, Any] | None, s
     return profile.persona(), profile.voice, manifest["assets"].get("glb", {}).get("key")
 
 
+def forget_npc_memory(user_id: str) -> bool:
+    """Erase a user's per-NPC dialogue memory held by the dialogue actor (part of ``DELETE /personalization/data``).
+
+    True when the actor forgot them. Never starts Ray: when this process is not connected (the NPC
+    socket was never used here), nothing is called and False is returned; so is a failed call,
+    logged, because the rest of the erasure must still happen.
+    """
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return False
+    try:
+        from ray_actors.npc_runtime import forget_user
+
+        return forget_user(user_id)
+    except Exception:  # noqa: BLE001 - reported as not forgotten; the erasure goes on
+        log.exception("the NPC dialogue actor could not forget a user")
+        return False
+
+
 def _event(kind: str, **data: Any) -> dict[str, Any]:
     return {"type": kind, "turn": 0, **data, "t": {"at": round(time.time(), 4), "since_input_ms": 0.0}}
 

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from gaiverse.api.deps import CurrentUser, ServicesDep
 from gaiverse.api.errors import AUTH_ERRORS, error_responses
 from gaiverse.api.knowledge import erase_knowledge, export_knowledge
+from gaiverse.api.npc_live import forget_npc_memory
 from gaiverse.api.personal_data import catalog_export, erase_catalog, record_media
 from gaiverse.api.personalization_schemas import (
     SESSION_PATTERN, TASK_ID_PATTERN, ConsentOut, ErasureOut, InteractionOut, ModalityName, ProfileOut,
@@ -260,7 +261,9 @@ def erase_data(
         raise HTTPException(422, f"`confirm` must be your user name {user.name!r}, got {confirm[:64]!r}")
     erased = service.erase(user.user_id)
     knowledge = erase_knowledge(services, user)
+    npc_memory = forget_npc_memory(user.user_id)
     catalog = erase_catalog(services.catalog, services.store, user, erased["media_keys"])
     return ErasureOut(erased=True, interactions=erased["interactions"], media_objects=erased["media_objects"],
                       uploads=catalog["uploads"], consents=erased["consents"], tasks=erased["tasks"],
-                      catalog_rows=catalog["catalog_rows"], knowledge_passages=knowledge, account_deleted=True)
+                      catalog_rows=catalog["catalog_rows"], knowledge_passages=knowledge,
+                      npc_memory_forgotten=npc_memory, account_deleted=True)

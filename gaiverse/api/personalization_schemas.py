@@ -147,5 +147,8 @@ class ErasureOut(BaseModel):
     catalog_rows: int
     knowledge_passages: int = 0
     """Your additions to the NPC knowledge base (/knowledge), deleted and the file rewritten."""
+    npc_memory_forgotten: bool = False
+    """The live NPC dialogue actor dropped what NPCs remembered of you; False when this API process is
+    not connected to Ray (its NPC socket was never used), see docs/PRIVACY.md."""
     account_deleted: bool
     """Your API key no longer works."""

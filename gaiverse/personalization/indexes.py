@@ -32,7 +32,8 @@ import numpy as np
 from gaiverse.personalization.preference_analysis import PreferenceProfile, text_signals
 from gaiverse.personalization.recommender import Recommendation, Recommender, adjust_task, preference_match
 from gaiverse.personalization.task_repository import (
-    EVENT_VALUE, Engagement, EngagementEvent, Task, TaskFilter, TaskRepository, _task_to_row,
+    EngagementEvent, Task, TaskFilter, TaskRepository, _task_to_row, check_event,
+    with_engagement,
 )
 
 log = logging.getLogger(__name__)
@@ -210,16 +211,9 @@ class IndexedTaskRepository(TaskRepository):
                 updated = super().record_engagement(task_id, event, via_tags)
                 self.index.update(updated)  # type: ignore[union-attr]
             return updated
-        if event not in EVENT_VALUE:
-            raise ValueError(f"`event` must be one of {list(EVENT_VALUE)}, got {event!r}")
+        check_event(event)
         with self._lock:
-            task = self.get(task_id)
-            engagement = Engagement(dict(task.engagement.counts), {k: list(v) for k, v in task.engagement.per_tag.items()})
-            engagement.counts[event] = engagement.counts.get(event, 0) + 1
-            for tag in via_tags:
-                value, n = engagement.per_tag.get(tag, [0.0, 0.0])
-                engagement.per_tag[tag] = [value + EVENT_VALUE[event], n + 1]
-            updated = replace(task, engagement=engagement)
+            updated = with_engagement(self.get(task_id), event, via_tags)
             self.writer.defer(("task", task_id), "UPDATE tasks SET data = ? WHERE task_id = ?",
                               [_task_to_row(updated)["data"], task_id])
             self._tasks[task_id] = updated

@@ -300,16 +300,9 @@ class TaskRepository:
 
         Observed relevance (overall and per tag) follows immediately. Implements PER-b1.
         """
-        if event not in EVENT_VALUE:
-            raise ValueError(f"`event` must be one of {list(EVENT_VALUE)}, got {event!r}")
+        check_event(event)
         with self._lock:
-            task = self.get(task_id)
-            engagement = Engagement(dict(task.engagement.counts), {k: list(v) for k, v in task.engagement.per_tag.items()})
-            engagement.counts[event] = engagement.counts.get(event, 0) + 1
-            for tag in via_tags:
-                value, n = engagement.per_tag.get(tag, [0.0, 0.0])
-                engagement.per_tag[tag] = [value + EVENT_VALUE[event], n + 1]
-            updated = replace(task, engagement=engagement)
+            updated = with_engagement(self.get(task_id), event, via_tags)
             row = _task_to_row(updated)
             with self.db.write() as con:
                 con.execute("UPDATE tasks SET data = ? WHERE task_id = ?", [row["data"], task_id])
@@ -387,3 +380,18 @@ class TaskRepository:
             hits.append(SearchHit(task, float(score), parts))
         hits.sort(key=lambda h: (-h.score, h.task.task_id))
         return hits[:k]
+
+
+def check_event(event: str) -> None:
+    if event not in EVENT_VALUE:
+        raise ValueError(f"`event` must be one of {list(EVENT_VALUE)}, got {event!r}")
+
+
+def with_engagement(task: Task, event: EngagementEvent, via_tags: Sequence[str] = ()) -> Task:
+    """``task`` with one more ``event`` counted, overall and for each tag in ``via_tags`` (a new Task)."""
+    engagement = Engagement(dict(task.engagement.counts), {k: list(v) for k, v in task.engagement.per_tag.items()})
+    engagement.counts[event] = engagement.counts.get(event, 0) + 1
+    for tag in via_tags:
+        value, n = engagement.per_tag.get(tag, [0.0, 0.0])
+        engagement.per_tag[tag] = [value + EVENT_VALUE[event], n + 1]
+    return replace(task, engagement=engagement)

@@ -95,3 +95,23 @@ export async function requireSignIn() {
   }
   return me;
 }
+
+/** Set the status line ``id`` (class ``status <kind>``: busy, ok or error). */
+export function status(id, text, kind = 'ok') {
+  const line = $(id);
+  line.textContent = text;
+  line.className = `status ${kind}`;
+}
+
+/** Run one action with its status line: busy text, then its result text, or the API's error detail. */
+export async function act(id, busy, fn) {
+  status(id, busy, 'busy');
+  try {
+    const done = await fn();
+    if (typeof done === 'string') status(id, done, 'ok');
+    return true;
+  } catch (err) {
+    status(id, err instanceof ApiError ? err.detail : String(err.message || err), 'error');
+    return false;
+  }
+}

@@ -1,28 +1,10 @@
 // "Knowledge": extend the NPC knowledge base with your documents and facts (yours alone), list, edit,
 // delete and search them next to the shared prior knowledge. Everything goes through /knowledge.
-import { $, ApiError, api, el, formatTime, requireSignIn } from './common.js';
+import { $, ApiError, act, api, el, formatTime, requireSignIn, status } from './common.js';
 
 const K = '/knowledge';
 const POLL_MS = 2000;
 let openDoc = null;
-
-function status(id, text, kind = 'ok') {
-  $(id).textContent = text;
-  $(id).className = `status ${kind}`;
-}
-
-/** Run one action with its status line: busy text, then its result, or the API's error detail. */
-async function act(id, busy, fn) {
-  status(id, busy, 'busy');
-  try {
-    const done = await fn();
-    if (typeof done === 'string') status(id, done, 'ok');
-    return true;
-  } catch (err) {
-    status(id, err instanceof ApiError ? err.detail : String(err.message || err), 'error');
-    return false;
-  }
-}
 
 const npcParam = (id) => $(id).value.trim() || null;
 

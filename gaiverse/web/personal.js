@@ -1,7 +1,7 @@
 // "For you": consent, talk and show (text, image, voice note, audio/video), your history with what was
 // derived from it, your profile in words, recommendations with reasons, quests, the task repository,
 // export and erasure. Everything goes through /personalization; server text is set with textContent only.
-import { $, ApiError, api, authHeaders, clearApiKey, el, formatTime, requireSignIn } from './common.js';
+import { $, ApiError, act, api, authHeaders, clearApiKey, el, formatTime, requireSignIn, status } from './common.js';
 import { blobToWav, isWav } from './wav.js';
 
 const P = '/personalization';
@@ -9,26 +9,6 @@ const MAX_RECORD_MS = 30000;
 let me = null;
 let session = null;
 let currentQuest = null;
-
-// --- status lines -------------------------------------------------------------------------
-function status(id, text, kind = 'ok') {
-  const line = $(id);
-  line.textContent = text;
-  line.className = `status ${kind}`;
-}
-
-/** Run one action with a status line: busy text, then its result text, or the API's error detail. */
-async function act(id, busy, fn) {
-  status(id, busy, 'busy');
-  try {
-    const done = await fn();
-    if (typeof done === 'string') status(id, done, 'ok');
-    return true;
-  } catch (err) {
-    status(id, err instanceof ApiError ? `${err.detail}` : String(err.message || err), 'error');
-    return false;
-  }
-}
 
 // --- consent --------------------------------------------------------------------------------
 async function loadConsent() {

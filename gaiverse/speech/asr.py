@@ -221,6 +221,9 @@ class Transcriber:
     def transcribe(self, audio: AudioInput, beam_size: int | None = None) -> Transcript:
         """Text, language, duration and timed segments of one utterance or recording."""
         samples = load_audio(audio)
+        import ctranslate2
+
+        ctranslate2.set_random_seed(0)  # the 0.4 temperature fallback samples: same audio, same transcript
         segments, info = self.model.transcribe(
             samples, beam_size=beam_size or self.beam_size, language=self.language,
             condition_on_previous_text=False, vad_filter=self.vad_filter, temperature=(0.0, 0.4))

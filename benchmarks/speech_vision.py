@@ -15,6 +15,7 @@ import numpy as np
 
 from benchmarks.report import Report
 from gaiverse.config import REPO_ROOT
+from gaiverse.text_metrics import edit_rate, normalise_words
 
 SENTENCES = [
     "I love exploring caves and fishing.",
@@ -26,19 +27,6 @@ SENTENCES = [
 OCR_LINES = [["I love fishing and exploring caves", "Meet me at the harbour at dawn"],
              ["The dragon sleeps under the mountain", "Bring 3 apples, 2 ropes and a lamp"],
              ["Quest board: find the lost sheep", "Reward 40 gold coins"]]
-
-
-def _norm(text: str) -> list[str]:
-    return "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower().replace("'", "")).split()
-
-
-def edit_rate(ref: list, hyp: list) -> float:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / max(1, len(ref))
 
 
 def timed(fn, *args, **kwargs):
@@ -66,8 +54,8 @@ def bench_asr(report: Report, synth) -> None:
         duration = len(audio) / 16000
         rtf.append(seconds / duration)
         rtf_greedy.append(fast_s / duration)
-        wers.append(edit_rate(_norm(reference), _norm(heard.text)))
-        wers_greedy.append(edit_rate(_norm(reference), _norm(fast.text)))
+        wers.append(edit_rate(normalise_words(reference), normalise_words(heard.text)))
+        wers_greedy.append(edit_rate(normalise_words(reference), normalise_words(fast.text)))
         items.append({"reference": reference, "beam5": heard.text, "greedy": fast.text, "audio_s": round(duration, 2)})
     report.add("ASR real-time factor (beam 5, int8 CPU)", rtf, unit="x", scale=1, goal="< 1",
                baseline=rtf_greedy, baseline_name="greedy")

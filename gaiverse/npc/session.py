@@ -21,11 +21,9 @@ what the latency goals of the issue count from.
 from __future__ import annotations
 
 import base64
-import io
 import logging
 import re
 import time
-import wave
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterator, Protocol
@@ -35,6 +33,7 @@ from gaiverse.npc.hci import HciConfig, SignalError, SignalFilter, parse_signal
 from gaiverse.npc.persona import NpcPersona
 from gaiverse.npc.text import SENTENCE_END
 from gaiverse.npc.understanding import HciSignal
+from gaiverse.speech.wav import pcm16_wav
 
 log = logging.getLogger(__name__)
 
@@ -318,13 +317,7 @@ def clip_for(gesture: str) -> str:
 
 def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
     """PCM16 LE mono -> a WAV file (what ``decodeAudioData`` plays)."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(pcm)
-    return out.getvalue()
+    return pcm16_wav(pcm, sample_rate)
 
 
 # ------------------------------------------------------------------ phonemes -> visemes

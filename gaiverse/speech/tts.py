@@ -12,17 +12,17 @@ to visemes.
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
-import wave
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from gaiverse.speech.wav import pcm16_wav
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,7 @@ class SpeechAudio:
 
 def to_wav_bytes(audio: SpeechAudio) -> bytes:
     """16-bit PCM mono WAV file bytes of ``audio``."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(audio.sample_rate)
-        wav.writeframes(np.asarray(audio.pcm, dtype="<i2").tobytes())
-    return buffer.getvalue()
+    return pcm16_wav(audio.pcm, audio.sample_rate)
 
 
 # -- voices -------------------------------------------------------------------------------------------

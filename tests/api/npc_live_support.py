@@ -20,6 +20,7 @@ import numpy as np
 
 from gaiverse.config import REPO_ROOT, Settings, prefect_env
 from gaiverse.proc import free_port, spawn, stop_pid, wait_until
+from gaiverse.speech.wav import write_wav
 
 RECV_GUARD_S = 600
 """Socket receive guard against a hung server (not a performance limit: first turns load models)."""
@@ -104,9 +105,5 @@ def speech_wav(text: str, path: Path, rate: int = 16000, after_s: float = 0.4) -
     samples = resample(audio.pcm.astype(np.float32) / 32768.0, audio.sample_rate, rate)
     before, after = np.zeros(int(0.4 * rate), np.float32), np.zeros(int(after_s * rate), np.float32)
     pcm = (np.clip(np.concatenate([before, samples, after]), -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(pcm.tobytes())
+    write_wav(path, pcm, rate)
     return path

@@ -5,42 +5,27 @@ accept a generated quest that then is in the repository, export, erase without a
 from __future__ import annotations
 
 import base64
-import io
 import uuid
-import wave
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image
 
 from gaiverse.personalization.audit import scan_bytes, scan_duckdb
 from gaiverse.personalization.database import Database
 from gaiverse.privacy import PURPOSES, KeyRing
 from storage.catalog import Catalog
+from tests.media import png_bytes, tone_wav_bytes
 
 pytestmark = pytest.mark.slow
 P = "/personalization"
 
 
-def _png(rgb=(30, 90, 230), size=64) -> bytes:
-    image = Image.new("RGB", (size, size), rgb)
-    image.paste((250, 250, 250), (8, 8, 24, 24))
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
+def _png() -> bytes:
+    return png_bytes((30, 90, 230), 64)
 
 
-def _wav(pitch_hz=185.0, seconds=0.8, rate=16000) -> bytes:
-    t = np.arange(int(rate * seconds)) / rate
-    signal = sum(np.sin(2 * np.pi * pitch_hz * k * t) / k for k in (1, 2, 3)) * np.hanning(len(t)) * 0.4
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes((signal * 32767).astype("<i2").tobytes())
-    return out.getvalue()
+def _wav() -> bytes:
+    return tone_wav_bytes(185.0, 0.8)
 
 
 def _new_user(api_server: str, admin: httpx.Client, prefix: str, consent: bool = True) -> httpx.Client:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 import stat
 import struct
-import wave
 
 import pytest
 
@@ -14,6 +12,7 @@ from gaiverse.api.filetypes import content_matches, type_for_filename
 from gaiverse.api.keys import create_user, ensure_admin, find_user_by_key, hash_key, read_admin_key
 from gaiverse.api.prefect_gateway import InvalidParameters, check_parameters
 from gaiverse.config import Settings
+from gaiverse.speech.wav import pcm16_wav
 from storage.catalog import Catalog
 
 
@@ -93,13 +92,7 @@ def test_good_parameters_pass():
 
 
 def _wav_bytes() -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(b"\x00\x00" * 160)
-    return buffer.getvalue()
+    return pcm16_wav(b"\x00\x00" * 160, 16000)
 
 
 def _glb_bytes() -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-import wave
 from importlib import resources
 
 import httpx
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from gaiverse.config import REPO_ROOT
+from gaiverse.speech.wav import write_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
@@ -38,11 +38,7 @@ def _speak(path, text: str, pad_s: float = 0.4) -> float:
     speech = np.concatenate([c.audio_int16_array for c in chunks])
     silence = np.zeros(int(pad_s * rate), dtype=np.int16)
     samples = np.concatenate([silence, speech, silence])
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(samples.astype("<i2").tobytes())
+    write_wav(path, samples, rate)
     return len(samples) / rate
 
 

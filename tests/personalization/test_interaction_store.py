@@ -93,22 +93,19 @@ def test_gaiverse_csv_import_keeps_sessions_features_and_modalities(store, tmp_p
 @pytest.mark.clause("PER-a1")
 def test_derived_features_of_image_and_voice_feed_the_profile(personalizer, tmp_path):
     import io
-    import wave
 
     import numpy as np
     from PIL import Image
 
     from gaiverse.personalization.media_features import derive_features
+    from gaiverse.speech.wav import pcm16_wav
 
     buf = io.BytesIO()
     Image.new("RGB", (32, 24), (20, 160, 40)).save(buf, format="PNG")
     image = derive_features("image", data=buf.getvalue())
     assert image["dominant_hue"] == "green" and image["width"] == 32
     tone = (0.3 * np.sin(2 * np.pi * 150 * np.arange(16000) / 16000) * 32767).astype(np.int16)
-    wav = io.BytesIO()
-    with wave.open(wav, "wb") as out:
-        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000), out.writeframes(tone.tobytes())
-    audio = derive_features("audio", data=wav.getvalue())
+    audio = derive_features("audio", data=pcm16_wav(tone, 16000))
     assert audio["duration_s"] == pytest.approx(1.0) and audio["pitch_hz"] == pytest.approx(150, rel=0.05)
     with pytest.raises(ValueError, match="`data`"):
         derive_features("image", data=b"not an image")

@@ -4,13 +4,9 @@ in-memory object store (fast tests); real services come from tests/conftest.py (
 from __future__ import annotations
 
 import hashlib
-import io
-import wave
 from dataclasses import dataclass
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from gaiverse.personalization.knowledge import load_knowledge
 from gaiverse.personalization.service import PersonalizationService
@@ -68,28 +64,6 @@ def service(tmp_path, keyring, blobs, knowledge) -> PersonalizationService:
 def consent_all(service: PersonalizationService, account: str) -> None:
     for purpose in PURPOSES:
         service.set_consent(account, purpose, True)
-
-
-def png_bytes(rgb=(20, 60, 220), size=48) -> bytes:
-    """A real PNG: a flat colour with a white square (PIL)."""
-    image = Image.new("RGB", (size, size), rgb)
-    image.paste((255, 255, 255), (size // 4, size // 4, size // 2, size // 2))
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
-
-
-def wav_bytes(pitch_hz: float = 190.0, seconds: float = 0.6, rate: int = 16000) -> bytes:
-    """A real 16-bit PCM WAV voice-like tone (numpy): a pitch with two harmonics and a gentle envelope."""
-    t = np.arange(int(rate * seconds)) / rate
-    signal = sum(np.sin(2 * np.pi * pitch_hz * k * t) / k for k in (1, 2, 3)) * np.hanning(len(t)) * 0.4
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes((signal * 32767).astype("<i2").tobytes())
-    return out.getvalue()
 
 
 @pytest.fixture(scope="session")

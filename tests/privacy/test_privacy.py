@@ -14,7 +14,9 @@ from gaiverse.personalization.audit import scan_bytes, scan_duckdb
 from gaiverse.personalization.database import Database
 from gaiverse.privacy import KEY_FILE, ConsentRegistry, ConsentRequired, KeyRing, SealError, SubjectVault
 
-from .conftest import consent_all, png_bytes, wav_bytes
+from tests.media import png_bytes, tone_wav_bytes as wav_bytes
+
+from .conftest import consent_all
 
 SECRET_TEXT = "my secret hideout is behind the waterfall at Glass Lake"
 

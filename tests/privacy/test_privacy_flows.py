@@ -10,7 +10,9 @@ import pytest
 from gaiverse.config import REPO_ROOT
 from gaiverse.personalization.service import PersonalizationService
 
-from .conftest import consent_all, png_bytes
+from tests.media import png_bytes
+
+from .conftest import consent_all
 
 pytestmark = pytest.mark.slow
 OBD_LOG = "data/interactions/obd/random/men/men.csv"

@@ -34,18 +34,3 @@ def synth():
     from gaiverse.speech.tts import Synthesizer
 
     return Synthesizer()
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate after lower-casing and stripping punctuation (Levenshtein over words)."""
-    ref, hyp = normalise(reference).split(), normalise(hypothesis).split()
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / max(1, len(ref))
-
-
-def normalise(text: str) -> str:
-    return "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower().replace("'", ""))

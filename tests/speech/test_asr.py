@@ -10,8 +10,9 @@ import pytest
 from gaiverse.speech import asr
 from gaiverse.speech.asr import StreamingTranscriber, Transcript, assemble_whisper_base
 from gaiverse.speech.tts import to_wav_bytes
+from gaiverse.text_metrics import word_error_rate as wer
 
-from .conftest import SPEECH_DATA, wer
+from .conftest import SPEECH_DATA
 
 pytestmark = pytest.mark.slow  # Whisper loads once per session (~1-2 s), each decode ~0.5-1 s of CPU
 

@@ -32,17 +32,6 @@ def render_text(lines: list[str], size: int = 32, fg=(20, 20, 20), bg=(250, 248,
     return out.getvalue()
 
 
-def char_error_rate(reference: str, hypothesis: str) -> float:
-    """Levenshtein distance over characters / reference length (whitespace collapsed)."""
-    ref, hyp = " ".join(reference.split()), " ".join(hypothesis.split())
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / max(1, len(ref))
-
-
 @pytest.fixture(scope="session")
 def whisper_dir(settings):
     """Whisper base joined into the session's data dir (once; shared with tests/speech)."""

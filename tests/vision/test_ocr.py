@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gaiverse.text_metrics import char_error_rate
 from gaiverse.vision.ocr import read_text
 
-from .conftest import char_error_rate, render_text
+from .conftest import render_text
 
 LINES = ["I love fishing and exploring caves", "Meet me at the harbour at dawn", "Bring 3 apples, 2 ropes"]
 

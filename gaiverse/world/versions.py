@@ -58,6 +58,19 @@ class Store(Protocol):
     def get_bytes(self, key: str) -> bytes: ...
 
 
+def _check_lineage(world_id: str, latest: int | None, owner: str | None, author: str,
+                   base_version: int | None, new_world: bool) -> None:
+    """A version may be added only by the world's owner, only to an existing world unless it is new,
+    and only on top of the version the edit was made from (optimistic concurrency)."""
+    if latest is not None and owner != author:
+        raise WorldIdTaken(f"world id {world_id!r} is taken: choose another")
+    if new_world and latest is not None:
+        raise WorldIdTaken(f"world {world_id!r} already exists (latest version {latest})")
+    if base_version is not None and latest != base_version:
+        raise VersionConflict(f"world {world_id!r} is at version {latest}, not {base_version}: "
+                              f"reload and apply the edit again")
+
+
 class CatalogLike(Protocol):
     def write(self) -> Any: ...
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
@@ -184,13 +197,7 @@ class WorldVersions:
         rows = self.catalog.query("SELECT max(version) AS latest, arg_min(author, version) AS owner FROM versions "
                                   "WHERE collection = ?", [collection])
         latest, owner = (rows[0]["latest"], rows[0]["owner"]) if rows else (None, None)
-        if latest is not None and owner != author:
-            raise WorldIdTaken(f"world id {world_id!r} is taken: choose another")
-        if new_world and latest is not None:
-            raise WorldIdTaken(f"world {world_id!r} already exists (latest version {latest})")
-        if base_version is not None and latest != base_version:
-            raise VersionConflict(f"world {world_id!r} is at version {latest}, not {base_version}: "
-                                  f"reload and apply the edit again")
+        _check_lineage(world_id, latest, owner, author, base_version, new_world)
 
     def _discard_unreferenced(self, refs: list[Any]) -> None:
         keys = [ref.key for ref in refs]
@@ -209,13 +216,7 @@ class WorldVersions:
             latest, first_author = con.execute(
                 "SELECT max(version), arg_min(author, version) FROM versions WHERE collection = ?",
                 [collection]).fetchone()
-            if latest is not None and first_author != author:
-                raise WorldIdTaken(f"world id {world_id!r} is taken: choose another")
-            if new_world and latest is not None:
-                raise WorldIdTaken(f"world {world_id!r} already exists (latest version {latest})")
-            if base_version is not None and latest != base_version:
-                raise VersionConflict(f"world {world_id!r} is at version {latest}, not {base_version}: "
-                                      f"reload and apply the edit again")
+            _check_lineage(world_id, latest, first_author, author, base_version, new_world)
             number = number if number is not None and latest is None else (latest or 0) + 1
             for ref in [*refs, manifest_ref]:
                 con.execute("INSERT OR IGNORE INTO assets VALUES (?, ?, ?, ?, ?, ?, ?)",

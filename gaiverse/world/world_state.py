@@ -52,23 +52,14 @@ class Building:
 
 
 @dataclass
-class WorldState:
-    """Everything an edit may change; the rest of a version (meshes, previews) is derived from it."""
+class WorldState(Layout):
+    """Everything an edit may change; the rest of a version (meshes, previews) is derived from it.
 
-    heights: np.ndarray
-    """(h, w) float32 metres above the lowest point of the original layout."""
-    roads: np.ndarray
-    """(len(ROAD_CLASSES), h, w) bool road masks by class."""
-    water: np.ndarray
-    """(h, w) bool cells under water."""
-    cell_m: float
-    """Metres per raster cell."""
-    water_level_m: float
-    """Water surface height, metres (-1: no water)."""
-    controls: LayoutControls
-    """The controls the world was generated from (edited controls of regenerated regions are in the edit log)."""
-    seed: int
-    """Seed of the generation."""
+    A layout (heights above the lowest point of the original layout, road masks, water, controls the
+    world was generated from — edited controls of regenerated regions are in the edit log) plus
+    what the world adds to it.
+    """
+
     prompt: str = ""
     """The user's suggestion the world was built from (what a rebuild re-parses)."""
     buildings: list[Building] = field(default_factory=list)

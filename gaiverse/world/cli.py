@@ -14,6 +14,8 @@ from typing import Optional
 
 import typer
 
+from gaiverse.cli_support import configure_logging, fail
+
 log = logging.getLogger(__name__)
 
 eval_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluate generators against real data")
@@ -24,14 +26,7 @@ app.add_typer(layout_app, name="layout")
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("tifffile").setLevel(logging.ERROR)
-
-
-def _fail(reason: str) -> None:
-    typer.echo(f"error: {reason}", err=True)
-    raise typer.Exit(2)
+    configure_logging(verbose, quiet=("tifffile",))
 
 
 def _emit(result: dict) -> None:
@@ -56,7 +51,7 @@ def eval_terrain_cmd(
     try:
         result = eval_terrain(real, n_samples=samples, checkpoint=checkpoint, seed=seed, steps=steps, out_dir=out)
     except DataError as err:
-        _fail(str(err))
+        fail(str(err))
     _emit(result)
 
 
@@ -78,7 +73,7 @@ def eval_roads_cmd(
     try:
         result = eval_roads(osm, n_samples=samples, checkpoint=checkpoint, seed=seed, steps=steps, out_dir=out)
     except DataError as err:
-        _fail(str(err))
+        fail(str(err))
     _emit(result)
 
 
@@ -99,7 +94,7 @@ def eval_buildings_cmd(
     try:
         result = eval_buildings(osm, checkpoint=checkpoint, seed=seed, layout_check=layout_check, out_dir=out)
     except BuildingDataError as err:
-        _fail(str(err))
+        fail(str(err))
     _emit(result)
 
 
@@ -121,7 +116,7 @@ def layout_sample_cmd(
     try:
         written = sample_layouts(n, out, prompt=prompt, seed=seed, checkpoint=checkpoint, steps=steps)
     except SuggestionError as err:
-        _fail(str(err))
+        fail(str(err))
     _emit({"out": str(out), "files": [str(p) for p in written]})
 
 
@@ -142,7 +137,7 @@ def layout_train_cmd(
     try:
         path = train_layout(preset, out, steps=steps, batch_size=batch_size, seed=seed, threads=threads)
     except (ValueError, FileNotFoundError) as err:
-        _fail(str(err))
+        fail(str(err))
     _emit({"checkpoint": str(path)})
 
 

@@ -17,15 +17,12 @@ from typing import Optional
 
 import typer
 
+from gaiverse.cli_support import fail
+
 world_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Worlds: build, versions, diff, edit, rollback, backup, restore")
 
 OUT_FILES = {"glb": "world.glb", "heightmap_png": "heightmap.png", "map_png": "map.png", "scene_json": "scene.json"}
-
-
-def _fail(reason: str) -> None:
-    typer.echo(f"error: {reason}", err=True)
-    raise typer.Exit(2)
 
 
 def _emit(result: dict) -> None:
@@ -88,7 +85,7 @@ def build_cmd(
 
         parse_suggestion(prompt)  # refuse a prompt the flow would refuse, before starting anything
     except ValueError as err:
-        _fail(str(err))
+        fail(str(err))
     if world_id:
         parameters["world_id"] = world_id
     if steps:
@@ -105,7 +102,7 @@ def build_cmd(
         prefect.context.refresh_global_settings_context()
         flow_run = run_deployment("build-world/world-build", parameters=parameters, timeout=3600, tags=["cli"])
         if flow_run.state.type.value != "COMPLETED":
-            _fail(f"world build {flow_run.id} ended {flow_run.state.type.value}: {flow_run.state.message}")
+            fail(f"world build {flow_run.id} ended {flow_run.state.type.value}: {flow_run.state.message}")
         result = flow_run.state.result()
         files = write_version_files(_repo(), result["world_id"], result["version"], out) if out else {}
     finally:
@@ -123,7 +120,7 @@ def versions_cmd(world_id: str = typer.Argument(...)) -> None:
     try:
         _emit({"world_id": world_id, "versions": [v.to_dict() for v in _repo().versions(world_id)]})
     except (WorldNotFound, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 @world_app.command("diff")
@@ -139,7 +136,7 @@ def diff_cmd(world_id: str = typer.Argument(...), a: int = typer.Argument(..., m
             png.write_bytes(repo.diff_png(world_id, a, b))
             result["png"] = str(png)
     except (WorldNotFound, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
     _emit(result)
 
 
@@ -172,12 +169,12 @@ def edit_cmd(
                             made_by={"kind": "edit", "base_version": row.version,
                                      **json.loads(json.dumps(result.summary, default=str))})
     except json.JSONDecodeError as err:
-        _fail(f"`edit` is not JSON: {err}")
+        fail(f"`edit` is not JSON: {err}")
     except ValidationError as err:
         first = err.errors()[0]
-        _fail(f"`edit.{'.'.join(str(p) for p in first['loc'])}`: {first['msg']}")
+        fail(f"`edit.{'.'.join(str(p) for p in first['loc'])}`: {first['msg']}")
     except (WorldNotFound, EditError, VersionConflict, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
     files = write_version_files(repo, world_id, made.version, out) if out else {}
     _emit({**made.to_dict(), "edit": result.summary, "files": files})
 
@@ -192,7 +189,7 @@ def rollback_cmd(world_id: str = typer.Argument(...), version: int = typer.Argum
     try:
         made = repo.rollback(world_id, version, author=repo.owner(world_id) or "admin", message=message)
     except (WorldNotFound, VersionConflict, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
     _emit(made.to_dict())
 
 
@@ -205,7 +202,7 @@ def backup_cmd(world_id: str = typer.Argument(...), out: Path = typer.Option(...
     try:
         archive = _repo().export_backup(world_id, version)
     except (WorldNotFound, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
     out.write_bytes(archive)
     _emit({"world_id": world_id, "archive": str(out), "bytes": len(archive)})
 
@@ -225,5 +222,5 @@ def restore_cmd(archive: Path = typer.Argument(..., exists=True, dir_okay=False)
     try:
         made = repo.restore_backup(archive.read_bytes(), author=owner, world_id=world_id)
     except (BackupError, WorldIdTaken, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
     _emit(made.to_dict())

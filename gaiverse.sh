@@ -28,7 +28,7 @@ apt_packages() {
 }
 
 python_env() {
-  local files=(requirements/requirements-lock.txt requirements/requirements-extra.txt pyproject.toml)
+  local files=(requirements/requirements-lock.txt requirements/requirements-extra.txt requirements/requirements-nodeps.txt pyproject.toml)
   [ "${1:-}" = test ] && files+=(requirements/requirements-test.txt)
   [ "${1:-}" = llm ] || [ -n "${GAIVERSE_WITH_LLM:-}" ] && files+=(requirements/requirements-llm.txt)
   local stamp
@@ -43,6 +43,8 @@ python_env() {
     reqs+=(-r requirements/requirements-llm.txt)
   fi
   "$VENV/bin/pip" install -q "${reqs[@]}" 2>&1 | grep -v "^WARNING: Location" || true
+  # MediaPipe declares protobuf<5, which would stop Ray: installed without its declared deps (see the file)
+  "$VENV/bin/pip" install -q --no-deps -r requirements/requirements-nodeps.txt 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/pip" install -q --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -c "import torch, prefect, ray, gaiverse, nanio; assert not torch.version.cuda, 'CUDA torch installed'" \
     || { say "Python environment is broken (see the pip output above)"; exit 1; }

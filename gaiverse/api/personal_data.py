@@ -3,8 +3,12 @@ in their export and their erasure (PER-f1).
 
 The personalization tables hold only pseudonyms; the catalog holds the account (name, key hash),
 the assets a user owns (their uploads), the runs they triggered, and one row per sealed media
-object (without an owner: only the personalization data knows whose it is). Erasure removes the
-account last, so a failed erasure can be repeated with the same key, then rewrites the catalog
+object (without an owner: only the personalization data knows whose it is). Avatar captures and the
+avatars made from them are catalog versions ``avatar-capture/<id>`` and ``avatar/<id>`` authored by the
+account (objects sealed with the user's key, manifests naming the account): erasure deletes those
+versions and their objects' rows in the same transaction as the account, and the objects after it
+commits (a failed commit leaves every row pointing at an object that still exists). Erasure removes
+the account last, so a failed erasure can be repeated with the same key, then rewrites the catalog
 file (same lock protocol as ``storage/catalog.py``) so no bytes of the deleted rows remain.
 """
 
@@ -26,6 +30,8 @@ log = logging.getLogger(__name__)
 
 UPLOAD_KIND_PREFIX = "upload/"
 """Assets of these kinds are the user's own files: erased with the account when nobody else owns them."""
+CAPTURE_PREFIX, AVATAR_PREFIX = "avatar-capture/", "avatar/"
+"""Collections of a user's avatar captures and of the avatars made from them (``gaiverse/api/avatars.py``)."""
 
 
 def start_personalization(settings: Settings, store: ObjectStore) -> PersonalizationService | str:
@@ -63,8 +69,9 @@ def catalog_export(catalog: Catalog, user: User) -> dict[str, Any]:
 
 
 def erase_catalog(catalog: Catalog, store: ObjectStore, user: User, media_keys: list[str]) -> dict[str, int]:
-    """Delete the user's catalog traces: sealed media rows, their own uploads (objects too), ownership of
-    shared assets, the runs they triggered and, last, the account."""
+    """Delete the user's catalog traces: sealed media rows, their own uploads (objects too), their avatar
+    captures and avatars (versions, rows, then objects), ownership of shared assets, the runs they
+    triggered and, last, the account."""
     rows = catalog.query(
         "SELECT o.key, a.kind, (SELECT count(*) FROM asset_owners x WHERE x.key = o.key) AS owners "
         "FROM asset_owners o LEFT JOIN assets a ON a.key = o.key WHERE o.owner = ?", [user.user_id])
@@ -75,6 +82,8 @@ def erase_catalog(catalog: Catalog, store: ObjectStore, user: User, media_keys: 
     doomed = sorted(set(media_keys) | set(uploads))
     deleted = 0
     with catalog.write() as con:
+        avatar_rows, avatar_objects = _erase_avatars(con, user.user_id)
+        deleted += avatar_rows
         for key in doomed:
             deleted += _delete(con, "DELETE FROM lineage WHERE output_key = ? OR input_key = ?", [key, key])
             deleted += _delete(con, "DELETE FROM asset_owners WHERE key = ?", [key])
@@ -83,9 +92,46 @@ def erase_catalog(catalog: Catalog, store: ObjectStore, user: User, media_keys: 
         deleted += _delete(con, "DELETE FROM runs WHERE owner = ?", [user.user_id])
         deleted += _delete(con, "DELETE FROM users WHERE user_id = ?", [user.user_id])
     forget_cached_keys()  # the erased account's key must stop working at once
+    for key in avatar_objects:  # after the commit: no row points at a deleted object
+        store.delete(key)
     _compact_catalog(catalog)
-    log.info("erased the catalog records of an account: %d rows, %d uploads", deleted, len(uploads))
-    return {"uploads": len(uploads), "catalog_rows": deleted}
+    log.info("erased the catalog records of an account: %d rows, %d uploads, %d avatar objects", deleted,
+             len(uploads), len(avatar_objects))
+    return {"uploads": len(uploads), "catalog_rows": deleted, "avatar_objects": len(avatar_objects)}
+
+
+def _erase_avatars(con, user_id: str) -> tuple[int, list[str]]:
+    """Inside the erasure transaction: delete the user's ``avatar-capture/*`` versions, every version of the
+    avatars made from them (and any other ``avatar/*`` they authored), the lineage of those manifests and
+    the rows of their objects. Returns (rows deleted, keys of the objects to delete after the commit):
+    an object still referenced by another owner, version or lineage row keeps its row and its bytes."""
+    captures = [r[0].removeprefix(CAPTURE_PREFIX) for r in con.execute(
+        "SELECT DISTINCT collection FROM versions WHERE starts_with(collection, ?) AND author = ?",
+        [CAPTURE_PREFIX, user_id]).fetchall()]
+    authored = [r[0] for r in con.execute(
+        "SELECT DISTINCT collection FROM versions WHERE starts_with(collection, ?) AND author = ?",
+        [AVATAR_PREFIX, user_id]).fetchall()]
+    collections = sorted({CAPTURE_PREFIX + c for c in captures} | {AVATAR_PREFIX + c for c in captures}
+                         | set(authored))
+    if not collections:
+        return 0, []
+    manifests = [r[0] for r in con.execute(
+        "SELECT manifest_key FROM versions WHERE list_contains(?, collection)", [collections]).fetchall()]
+    keys = sorted(set(manifests) | {r[0] for r in con.execute(
+        "SELECT input_key FROM lineage WHERE list_contains(?, output_key)", [manifests]).fetchall()})
+    deleted = _delete(con, "DELETE FROM versions WHERE list_contains(?, collection)", [collections])
+    deleted += _delete(con, "DELETE FROM lineage WHERE list_contains(?, output_key)", [manifests])
+    deleted += _delete(con, "DELETE FROM asset_owners WHERE owner = ? AND list_contains(?, key)", [user_id, keys])
+    unreferenced = []
+    for key in keys:
+        still = con.execute(
+            "SELECT (SELECT count(*) FROM asset_owners WHERE key = $k) + (SELECT count(*) FROM versions "
+            "WHERE manifest_key = $k) + (SELECT count(*) FROM lineage WHERE input_key = $k OR output_key = $k)",
+            {"k": key}).fetchone()[0]
+        if not still:
+            deleted += _delete(con, "DELETE FROM assets WHERE key = ?", [key])
+            unreferenced.append(key)
+    return deleted, unreferenced
 
 
 def _compact_catalog(catalog: Catalog) -> None:

@@ -1,4 +1,5 @@
-"""Typer sub-apps for avatars: ``eval avatar-policy`` and ``avatar train-policy | decide`` (mounted by gaiverse.cli)."""
+"""Typer sub-apps for avatars: ``eval avatar-policy | avatar-lipsync`` and ``avatar train-policy | decide |
+train-lipsync | lipsync-targets`` (mounted by gaiverse.cli)."""
 
 from __future__ import annotations
 
@@ -98,3 +99,63 @@ def decide_cmd(
         _fail(str(err))
     _emit({"parsed": prefs.matched, "policy": chosen.to_json(),
            "heuristic": HeuristicDecider().decide(analysis, prefs).to_json()})
+
+
+@app.command("train-lipsync")
+def train_lipsync_cmd(
+    targets: Path = typer.Option(Path("data/avatar/lipsync_grid_targets.npz"), "--targets",
+                                 help="Cached mouth targets + audio (.npz from `avatar lipsync-targets`)"),
+    out: Path = typer.Option(Path("checkpoints/lipsync"), "--out", help="Directory for lipsync.pt, fold_*.pt, metrics.json"),
+    steps: int = typer.Option(400, "--steps", min=1, help="Optimiser steps per model (3 folds + the final model)"),
+    seed: int = typer.Option(0, "--seed"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train the audio-to-blendshape lip-sync model with leave-one-clip-out evaluation vs the energy baseline."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from gaiverse.avatar.lipsync_training import LipsyncTrainConfig, run_training
+
+    _logging(verbose)
+    if not targets.is_file():
+        _fail(f"--targets {targets} does not exist (make it with `gaiverse avatar lipsync-targets`)")
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("lip-sync", total=4 * steps)
+        summary = run_training(targets, out, LipsyncTrainConfig(steps=steps, seed=seed),
+                               progress=lambda fold, s, loss: bar.update(
+                                   task, advance=1, description=f"{fold} loss {loss:.3f}"))
+    _emit(summary)
+
+
+@app.command("lipsync-targets")
+def lipsync_targets_cmd(
+    videos: list[Path] = typer.Argument(..., help="Talking-face videos with sound"),
+    out: Path = typer.Option(Path("data/avatar/lipsync_grid_targets.npz"), "--out", help="Where to cache the targets"),
+    method: str = typer.Option("auto", "--method", help="auto (MediaPipe if installed) | mediapipe | opencv"),
+) -> None:
+    """Measure the mouth in every frame of the videos and cache targets + 16 kHz audio as one .npz."""
+    from gaiverse.avatar.lipsync_targets import extract_targets, save_targets
+
+    try:
+        clips = [extract_targets(v, method=method) for v in videos]
+    except ValueError as err:
+        _fail(str(err))
+    save_targets(out, clips)
+    _emit({"out": str(out), "clips": [{"name": c.name, "frames": c.n_frames, "method": c.method} for c in clips]})
+
+
+@eval_app.command("avatar-lipsync")
+def eval_avatar_lipsync_cmd(
+    video: list[Path] = typer.Option(..., "--video", help="Talking-face video with sound (repeatable)"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="lipsync.pt or its directory"),
+    json_out: bool = typer.Option(True, "--json/--no-json", help="Print the JSON result (always on)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Lip-sync of the shipped model vs the energy-driven mouth on real video (correlation, MAE, A/V offset)."""
+    from gaiverse.avatar.lipsync_eval import evaluate_lipsync
+
+    _logging(verbose)
+    try:
+        _emit(evaluate_lipsync(video, checkpoint))
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))

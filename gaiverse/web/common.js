@@ -11,6 +11,7 @@ export const PAGES = [
   { href: '/web/npc.html', label: 'NPCs' },
   { href: '/web/world.html', label: 'Worlds' },
   { href: '/web/knowledge.html', label: 'Knowledge' },
+  { href: '/web/avatar.html', label: 'Avatar' },
 ];
 
 export class ApiError extends Error {

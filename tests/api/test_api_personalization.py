@@ -5,11 +5,13 @@ accept a generated quest that then is in the repository, export, erase without a
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 
 import httpx
 import pytest
 
+from gaiverse.config import REPO_ROOT
 from gaiverse.personalization.audit import scan_bytes, scan_duckdb
 from gaiverse.personalization.database import Database
 from gaiverse.privacy import PURPOSES, KeyRing
@@ -219,3 +221,72 @@ def test_closed_loop_talk_show_recommend_accept_export_erase(fresh, settings, st
         leftovers = scan_bytes([settings.objects_dir], [picture[16:80], voice[100:200], said.encode(),
                                                         transcript.encode(), subject.encode()])
         assert leftovers == []
+
+
+AVATAR_CLIP = REPO_ROOT / "data" / "avatar" / "grid" / "bbaf2n.mpg"
+"""GRID talker saying "bin blue at f two now" (2.98 s)."""
+
+
+@pytest.mark.clause("PER-f1")
+def test_avatar_capture_and_avatar_are_exported_then_erased_without_a_trace(fresh, settings, store):
+    """A capture (sealed video + typed wishes, ``avatar-capture/<id>``) and the avatar the flow made from it
+    (sealed analysis with the transcript, sealed face preview, ``avatar/<id>``) are in the export, then erasure
+    leaves no catalog row, object or file byte with the account, the capture, the transcript or the preview."""
+    import prefect
+    import prefect.context
+    from prefect.client.orchestration import get_client
+
+    from flows.avatar import create_avatar
+    from gaiverse.avatar.capture import DERIVED_CONTEXT, open_vault
+
+    prefect.context.refresh_global_settings_context()  # this process's Prefect API: the session server
+    create_avatar.to_deployment(name="avatar").apply()  # registered, not served: the API's run waits
+    user = fresh("avatar-erase")
+    clip, wishes = AVATAR_CLIP.read_bytes(), "green eyes and a cartoon style please"
+    started = user.post("/avatars/captures", files={"video": ("me.mpg", clip, "video/mpeg")},
+                        data={"preferences": wishes})
+    assert started.status_code == 202, started.text
+    capture_id = started.json()["capture_id"]
+    with prefect.tags(f"owner:{user.user_id}"):  # run here as the runner would run the API's run
+        made = create_avatar(capture_id=capture_id, user_id=user.user_id)
+
+    keyring, vault = open_vault(settings)
+    subject = keyring.pseudonym(user.user_id)
+    avatar = json.loads(vault.open(subject, store.get_bytes(made["assets"]["avatar"]), DERIVED_CONTEXT))
+    preview = vault.open(subject, store.get_bytes(made["assets"]["preview"]), DERIVED_CONTEXT)
+    transcript = avatar["analysis"]["transcript"]
+    assert preview[:4] == b"\x89PNG" and len(transcript) > 5
+    shown = user.get(f"/avatars/captures/{capture_id}").json()["avatar"]
+    assert shown["analysis"]["transcript"] == transcript and user.get(shown["preview_url"]).content == preview
+
+    exported = user.get(f"{P}/export").json()["avatars"]
+    assert [c["capture_id"] for c in exported] == [capture_id] and exported[0]["preferences_text"] == wishes
+    assert base64.b64decode(exported[0]["media"][0]["data_base64"]) == clip
+    assert exported[0]["avatars"][0]["result"]["analysis"]["transcript"] == transcript
+    assert base64.b64decode(exported[0]["avatars"][0]["preview_png_base64"]) == preview
+    capture_manifest = Catalog(settings.catalog_path).versions(f"avatar-capture/{capture_id}")[0].manifest_key
+    manifest = json.loads(store.get_bytes(capture_manifest))
+    keys = {capture_manifest, made["manifest_key"], *made["assets"].values(), manifest["preferences_key"],
+            *(m["key"] for m in manifest["media"])}
+    sealed = [blob for blob in map(store.get_bytes, keys) if blob[:4] == b"GVE1"]
+    assert len(sealed) == 4  # video, wishes, analysis, preview
+    assert all(store.exists(k) for k in keys)
+
+    erased = user.delete(f"{P}/data", params={"confirm": user.name})
+    assert erased.status_code == 200 and erased.json()["account_deleted"], erased.text
+    assert not any(store.exists(k) for k in keys)
+    needles = [user.user_id, user.name, subject, capture_id, transcript, wishes, *keys]
+    with Catalog(settings.catalog_path).read() as con:
+        assert scan_duckdb(con, needles) == []
+        assert scan_bytes([settings.catalog_path], [n.encode() for n in needles]) == []
+    with Database(settings.personalization_path).read() as con:
+        assert scan_duckdb(con, [user.user_id, subject]) == []
+    chunks = [clip[2000:2064], preview[200:264], transcript.encode(), wishes.encode(), user.user_id.encode(),
+              capture_id.encode(), *(blob[40:104] for blob in sealed)]
+    for ref in store.list():
+        data = store.get_bytes(ref.key)
+        assert not any(chunk in data for chunk in chunks), ref.key
+    if settings.embedded_s3:
+        assert scan_bytes([settings.objects_dir], chunks) == []
+    with get_client(sync_client=True) as client:  # the API's run never started: leave no run for a runner
+        client.delete_flow_run(uuid.UUID(started.json()["run_id"]))

@@ -10,11 +10,15 @@
 4. Measures the named baseline in the same run: the pre-existing per-request path
    (``Recommender``: per-task Python scoring after a hybrid search over every task) against the
    indexed path, in-process on the same data and users.
-5. Runs ``--clients`` asyncio+httpx clients for ``--duration`` s: recommendations ~70 %, own history
-   ~10 %, interactions ~20 % (text messages and task events, each with an Idempotency-Key; a
-   failed write is retried with the same key). Each client waits ``--think`` s (exponential) between
-   requests; one phase per value (default 2 s: past this host's capacity, and 20 s: people reading
-   their screens), all against the same server.
+5. Runs ``--clients`` closed-loop clients for ``--duration`` s from one client process (asyncio on uvloop,
+   raw keep-alive HTTP/1.1 streams: a cheap client, so it does not take the server's CPU): recommendations
+   ~70 %, own history ~10 %, interactions ~20 % (text messages and task events, each with an
+   Idempotency-Key; a failed write is retried with the same key). Each client waits ``--think`` s
+   (exponential) between requests; one phase per value (default 2 s and 20 s), all against the same
+   server. Latency is reported twice: as the client saw it, and inside the app (``Server-Timing``
+   header, GAIVERSE_SERVER_TIMING) — the difference is queueing for the CPU/event loop and transport.
+   Server and client CPU per request and the host's load average are recorded per phase, because the
+   machine is shared (other jobs make the numbers pessimistic). ``--profile PATH`` py-spies the API.
 6. Stops the API (SIGINT: the writer commits what is queued) and checks that DuckDB holds exactly
    loaded + acknowledged interactions, with no idempotency key twice.
 
@@ -36,6 +40,8 @@ sys.path.insert(0, str(_HERE.parent))
 
 import argparse
 import asyncio
+import gc
+import json
 import os
 import random
 import shutil
@@ -222,86 +228,216 @@ def compare_paths(settings, accounts: list[tuple[str, str]], n: int, report: Rep
         fast.append(t1 - t0)
         slow.append(t2 - t1)
         overlap.append(len({r.original_task_id for r in a} & {r.original_task_id for r in b}) / 10)
+    gc_pause = full_collection_ms()
     service.close()
     report.add("recommend, in-process: indexed (all tasks scored)", fast, baseline=slow,
                baseline_name="per-task path", goal="baseline measured in this run")
     report.add("service.recommend, in-process, 300 users (first + later calls)", service_time,
                goal="p99 < 50 ms", p99_ms=round(percentile(service_time, 99) * 1e3, 1))
     return {"service_start_s": round(start_s, 1), "top10_overlap_with_baseline": round(float(np.mean(overlap)), 3),
-            "service_recommend_p99_ms": round(percentile(service_time, 99) * 1e3, 1)}
+            "service_recommend_p99_ms": round(percentile(service_time, 99) * 1e3, 1), **gc_pause}
+
+
+def full_collection_ms() -> dict:
+    """How long one full (generation 2) garbage collection pauses this process with the service loaded,
+    as the API process would be without ``gc.freeze`` (create_app freezes the start-up heap), and after it."""
+    tracked = len(gc.get_objects())
+    t0 = time.perf_counter()
+    gc.collect()
+    unfrozen = time.perf_counter() - t0
+    gc.freeze()
+    t0 = time.perf_counter()
+    gc.collect()
+    frozen = time.perf_counter() - t0
+    gc.unfreeze()
+    return {"gc_tracked_objects": tracked, "gc_full_collection_ms": round(unfrozen * 1e3, 1),
+            "gc_full_collection_after_freeze_ms": round(frozen * 1e3, 1)}
 
 
 # 5: the load -------------------------------------------------------------------------------
 class Load:
-    """Counters and latencies of the load phase."""
+    """Counters and latencies of the load phase: client-observed, and server-side from ``Server-Timing``."""
 
     def __init__(self) -> None:
         self.latency: dict[str, list[float]] = {"recommendations": [], "history": [], "interaction": []}
+        self.server: dict[str, list[float]] = {k: [] for k in self.latency}
         self.errors: dict[str, int] = {k: 0 for k in self.latency}
+        self.statuses: dict[str, int] = {}
+        """Why first attempts failed: HTTP status or exception name, with counts."""
         self.acked: set[str] = set()
         self.retries = 0
 
 
-async def client(http, accounts, task_ids, load: Load, deadline: float, think: float, rng: random.Random) -> None:
-    import httpx
+class Connection:
+    """One keep-alive HTTP/1.1 connection over raw asyncio streams.
 
+    Why not httpx: the client shares the 2 cores with the server, and httpx costs ~1 ms of CPU per request
+    in the client process, which then competes with the server it measures. This costs tens of
+    microseconds; it speaks just enough HTTP for these routes (uvicorn always sends Content-Length).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.last_used = 0.0
+
+    IDLE_REOPEN_S = 4.0
+    """uvicorn closes keep-alive connections idle for 5 s; like a browser, open a new one after a long pause
+    instead of sending on a connection the server is closing (that would count as an error)."""
+
+    async def request(self, method: str, path: str, headers: dict[str, str], body: bytes | None = None,
+                      timeout: float = 30.0) -> tuple[int, float | None]:
+        """(status, server-side ms or None); raises OSError/asyncio errors (the connection is then dropped)."""
+        try:
+            async with asyncio.timeout(timeout):
+                if self.writer is not None and time.monotonic() - self.last_used > self.IDLE_REOPEN_S:
+                    self.close()
+                if self.writer is None:
+                    self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+                lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}",
+                         *(f"{k}: {v}" for k, v in headers.items())]
+                if body is not None:
+                    lines.append("Content-Type: application/json")
+                if method != "GET":
+                    lines.append(f"Content-Length: {len(body or b'')}")
+                self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
+                head = await self.reader.readuntil(b"\r\n\r\n")
+                status = int(head[9:12])
+                length, server_ms, close = 0, None, False
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    name = name.strip().lower()
+                    if name == b"content-length":
+                        length = int(value)
+                    elif name == b"server-timing":
+                        server_ms = float(value.split(b"dur=")[1].split(b",")[0])
+                    elif name == b"connection" and value.strip().lower() == b"close":
+                        close = True
+                await self.reader.readexactly(length)
+                self.last_used = time.monotonic()
+                if close:
+                    self.close()
+                return status, server_ms
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def client(host: str, port: int, accounts, task_ids, load: Load, deadline: float, think: float,
+                 rng: random.Random) -> None:
+    """A closed-loop user: wait Exp(think) s, send one request, wait for the answer, repeat."""
+    conn = Connection(host, port)
     while time.monotonic() < deadline:
-        await asyncio.sleep(rng.expovariate(1.0 / think) if think > 0 else 0)
+        pause = rng.expovariate(1.0 / think) if think > 0 else 0
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))  # the phase ends on time
         if time.monotonic() >= deadline:
-            return
+            break
         _, key = rng.choice(accounts)
         headers = {"X-API-Key": key}
-        roll = rng.random()
+        roll, body, method, idem = rng.random(), None, "GET", None
         if roll < 0.7:
-            op, call = "recommendations", lambda: http.get("/personalization/recommendations", params={"k": 10},
-                                                           headers=headers)
+            op, path = "recommendations", "/personalization/recommendations?k=10"
         elif roll < 0.8:
-            op, call = "history", lambda: http.get("/personalization/interactions", params={"limit": 50},
-                                                   headers=headers)
+            op, path = "history", "/personalization/interactions?limit=50"
         else:
-            op = "interaction"
-            idem = uuid.uuid4().hex
-            headers = {**headers, "Idempotency-Key": idem}
+            op, method, idem = "interaction", "POST", uuid.uuid4().hex
+            headers["Idempotency-Key"] = idem
             if rng.random() < 0.5:
-                body = {"text": rng.choice(MESSAGES)}
-                call = lambda: http.post("/personalization/interactions", json=body, headers=headers)  # noqa: E731
+                path, body = "/personalization/interactions", json.dumps({"text": rng.choice(MESSAGES)}).encode()
             else:
                 path = f"/personalization/tasks/{rng.choice(task_ids)}/{rng.choice(['accept', 'complete', 'abandon'])}"
-                call = lambda: http.post(path, headers=headers)  # noqa: E731
         for attempt in range(3 if op == "interaction" else 1):  # writes retried with the same key
             began = time.perf_counter()
+            server_ms = None
             try:
-                response = await call()
-                ok = response.status_code < 300
-            except httpx.HTTPError:
-                ok = False
+                status, server_ms = await conn.request(method, path, headers, body)
+                ok, why = status < 300, str(status)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as err:
+                ok, why = False, type(err).__name__
             if attempt == 0:
                 load.latency[op].append(time.perf_counter() - began)
+                if server_ms is not None:
+                    load.server[op].append(server_ms / 1e3)
             if ok:
                 if op == "interaction":
                     load.acked.add(idem)
                 break
             load.errors[op] += attempt == 0
             load.retries += attempt > 0
+            load.statuses[f"{op} {why}"] = load.statuses.get(f"{op} {why}", 0) + 1
+    conn.close()
 
 
-async def run_load(base: str, accounts, task_ids, clients: int, duration: float, think: float) -> Load:
-    import httpx
-
+async def run_load(host: str, port: int, accounts, task_ids, clients: int, duration: float, think: float) -> Load:
     load = Load()
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, timeout=30.0, limits=limits) as http:
-        deadline = time.monotonic() + duration
-        await asyncio.gather(*(client(http, accounts, task_ids, load, deadline, think, random.Random(i))
-                               for i in range(clients)))
+    deadline = time.monotonic() + duration
+    await asyncio.gather(*(client(host, port, accounts, task_ids, load, deadline, think, random.Random(i))
+                           for i in range(clients)))
     return load
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_phase(host: str, port: int, accounts, task_ids, clients: int, duration: float, think: float,
+              server_pid: int) -> tuple[Load, dict]:
+    """One load phase in this (client) process, on uvloop when installed; with CPU and load average."""
+    gc.collect()
+    gc.freeze()  # the client's own big heap (data generation) must not pause it mid-phase
+    cpu0, server0, load0 = time.process_time(), cpu_seconds(server_pid), os.getloadavg()
+    began = time.perf_counter()
+    coro = run_load(host, port, accounts, task_ids, clients, duration, think)
+    try:
+        import uvloop
+
+        load = uvloop.run(coro)
+    except ImportError:
+        load = asyncio.run(coro)
+    wall = time.perf_counter() - began
+    n = sum(len(v) for v in load.latency.values())
+    stats = {"wall_s": round(wall, 1), "requests": n,
+             "server_cpu_ms_per_request": round((cpu_seconds(server_pid) - server0) / max(n, 1) * 1e3, 2),
+             "client_cpu_ms_per_request": round((time.process_time() - cpu0) / max(n, 1) * 1e3, 3),
+             "server_cpu_cores_used": round((cpu_seconds(server_pid) - server0) / wall, 2),
+             "loadavg_1min_before_after": [round(load0[0], 1), round(os.getloadavg()[0], 1)]}
+    gc.unfreeze()
+    return load, stats
+
+
+CLIENT_MODEL = ("closed loop: each of --clients asyncio coroutines in one client process (uvloop) waits an "
+                "exponential think time of mean --think s, sends one request over its own keep-alive HTTP/1.1 "
+                "connection (raw asyncio streams) and waits for the answer; client and server share the host's "
+                "cores. Past saturation a closed loop offers less load (the clients wait), so latencies there "
+                "are queueing, and throughput is the capacity.")
+
+
+def profile_server(out: Path, pid: int, duration: float) -> subprocess.Popen | None:
+    """py-spy record of the API process (all threads, raw stacks) for most of a phase, in the background."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("--profile: py-spy not found, no profile", flush=True)
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(max(1, int(duration) - 2)),
+                             "--rate", "100", "--format", "raw", "--threads", "--nonblocking", "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def start_api(settings, env: dict) -> subprocess.Popen:
     log = open(settings.data_dir / "api.log", "w")
     return subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "gaiverse.api.app:create_app",
                              "--host", "127.0.0.1", "--port", str(settings.api_port), "--log-level", "warning",
-                             "--no-access-log"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                             "--no-access-log", "--loop", "auto", "--http", "auto"],
+                            env={**env, "GAIVERSE_SERVER_TIMING": "true"}, stdout=log, stderr=subprocess.STDOUT,
                             cwd=str(_HERE.parent))
 
 
@@ -319,6 +455,18 @@ def wait_ready(base: str, key: str, proc: subprocess.Popen, timeout: float = 900
             pass
         time.sleep(0.5)
     raise TimeoutError(f"API not ready within {timeout} s")
+
+
+def wait_settled(pid: int, timeout: float = 600, window: float = 3.0, busy: float = 0.1) -> float:
+    """Wait until the API's start-up work in background threads (the NPC knowledge base loads its prior
+    and warms an embedder after the port opens) is done: CPU use under ``busy`` cores over ``window`` s."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        before = cpu_seconds(pid)
+        time.sleep(window)
+        if (cpu_seconds(pid) - before) / window < busy:
+            break
+    return time.monotonic() - began
 
 
 def auth_floor(base: str, key: str, n: int = 100) -> list[float]:
@@ -362,6 +510,8 @@ def main() -> None:
     parser.add_argument("--think", default="2,20", help="mean pause between a client's requests, s; a comma list "
                         "runs one load phase per value (e.g. saturation, then people reading their screens)")
     parser.add_argument("--baseline-requests", type=int, default=10)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the API during the first phase and "
+                        "write its raw stacks here (needs py-spy)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir (DuckDB file, API log)")
     args = parser.parse_args()
     try:
@@ -401,15 +551,21 @@ def main() -> None:
     base = f"http://127.0.0.1:{settings.api_port}"
     try:
         ready_s = wait_ready(base, accounts[0][1], proc)
+        settled_s = wait_settled(proc.pid)
+        print(f"API answering after {ready_s:.1f} s, its start-up threads done {settled_s:.1f} s later", flush=True)
         rss_start = rss_mb(proc.pid)
         floor = auth_floor(base, accounts[0][1])
         print(f"API ready in {ready_s:.1f} s, RSS {rss_start:.0f} MB; load: {args.clients} clients, "
               f"{args.duration:.0f} s per phase, think {thinks}", flush=True)
         phases = []
-        for think in thinks:
-            began = time.perf_counter()
-            load = asyncio.run(run_load(base, accounts, task_ids, args.clients, args.duration, think))
-            phases.append((think, load, time.perf_counter() - began))
+        for i, think in enumerate(thinks):
+            spy = profile_server(args.profile, proc.pid, args.duration) if args.profile and i == 0 else None
+            load, stats = run_phase("127.0.0.1", settings.api_port, accounts, task_ids, args.clients,
+                                    args.duration, think, proc.pid)
+            if spy is not None:
+                spy.wait(60)
+            phases.append((think, load, stats))
+            print(f"phase think {think:g} s: {stats}; failed first attempts: {load.statuses}", flush=True)
         rss_end = rss_mb(proc.pid)
     finally:
         proc.send_signal(signal.SIGINT)  # graceful: the writer commits what is queued
@@ -421,26 +577,34 @@ def main() -> None:
 
     report.add("HTTP GET /me (auth + framework floor)", floor, goal="platform cost in every request")
     ops = {}
-    for think, load, wall in phases:
+    for think, load, stats in phases:
         for op, samples in load.latency.items():
             goal = "p99 < 50 ms" if op == "recommendations" else ""
-            name = f"HTTP {op}, think {think:g} s"
-            report.add(name, samples, goal=goal)
-            ops[name] = {"n": len(samples), "throughput_per_s": round(len(samples) / wall, 1),
-                         "p50_ms": round(percentile(samples, 50) * 1e3, 1),
-                         "p95_ms": round(percentile(samples, 95) * 1e3, 1),
-                         "p99_ms": round(percentile(samples, 99) * 1e3, 1), "errors": load.errors[op],
-                         "write_retries": load.retries}
+            for side, values in (("client", samples), ("server", load.server[op])):
+                if not values:
+                    continue
+                name = f"HTTP {op}, think {think:g} s, {side}"
+                report.add(name, values, goal=goal if side == "client" else "time inside the app",
+                           p99_ms=round(percentile(values, 99) * 1e3, 1))
+                ops[name] = {"n": len(values), "throughput_per_s": round(len(samples) / stats["wall_s"], 1),
+                             "p50_ms": round(percentile(values, 50) * 1e3, 1),
+                             "p95_ms": round(percentile(values, 95) * 1e3, 1),
+                             "p99_ms": round(percentile(values, 99) * 1e3, 1), "errors": load.errors[op],
+                             "write_retries": load.retries, "failures": load.statuses}
     report.meta.update({"synthetic_data": "yes: log-normal activity, Zipf(1.1) task popularity, 60 % of events on "
                         "3 favourite tags; 384-dim float32 hashing embeddings",
-                        "args": vars(args), "load": loaded, "in_process": baseline, "api_ready_s": round(ready_s, 1),
-                        "operations": ops, "api_rss_mb": {"after_start": round(rss_start), "after_load": round(rss_end)},
+                        "client_model": CLIENT_MODEL, "args": vars(args), "load": loaded, "in_process": baseline,
+                        "api_ready_s": round(ready_s, 1), "api_settled_s": round(settled_s, 1),
+                        "operations": ops,
+                        "phases": {f"think {think:g} s": stats for think, _, stats in phases},
+                        "api_rss_mb": {"after_start": round(rss_start), "after_load": round(rss_end)},
                         "count_check": check})
     report.finish()
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"load: {args.clients} clients, {args.duration:.0f} s per phase")
+    table = Table(title=f"load: {args.clients} clients, {args.duration:.0f} s per phase "
+                        f"(client = observed by the client; server = Server-Timing, time inside the app)")
     for column in ("operation", "n", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"):
         table.add_column(column, justify="left" if column == "operation" else "right")
     for op, row in ops.items():
@@ -448,6 +612,11 @@ def main() -> None:
                       str(row["p99_ms"]), str(row["errors"]))
     console = Console(width=200)
     console.print(table)
+    for think, _, stats in phases:
+        console.print(f"think {think:g} s: server CPU {stats['server_cpu_ms_per_request']} ms/request "
+                      f"({stats['server_cpu_cores_used']} cores), client CPU {stats['client_cpu_ms_per_request']} "
+                      f"ms/request, load average (1 min) before/after {stats['loadavg_1min_before_after']}")
+    console.print(f"client model: {CLIENT_MODEL}")
     console.print(f"API RSS: {rss_start:.0f} MB after start, {rss_end:.0f} MB after the load; count check: {check}")
     if args.keep:
         console.print(f"data kept in {tmp}")

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     npc_generator: Literal["extractive", "llm", "auto"] = "auto"
     """Who phrases live NPC answers: the grounded extractive generator, the local LLM, or the LLM when installed."""
 
+    # API load measurement (PER-g1)
+    server_timing: bool = False
+    """Add a ``Server-Timing: app;dur=<ms>`` header to every API answer (time inside the app, for the load
+    benchmark to tell server time from queueing and client time); off by default: it reveals timings."""
+
     @field_validator("s3_endpoint")
     @classmethod
     def _endpoint_has_no_scheme(cls, value: str | None) -> str | None:

@@ -13,7 +13,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from gaiverse.api.keys import User, find_user_by_key
+from gaiverse.api.keys import NEEDS_RELOAD, User, cached_user_by_key, find_user_by_key
 from gaiverse.config import Settings
 from storage.catalog import Catalog
 from storage.objectstore import ObjectStore
@@ -41,7 +41,8 @@ class Services:
         return base[: -len("/api")] if base.endswith("/api") else base
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: a plain ``def`` dependency costs every request a worker-thread hop (PER-g1)
     return request.app.state.services
 
 
@@ -63,7 +64,9 @@ async def current_user(
     if not key:
         raise HTTPException(401, "missing API key: send `Authorization: Bearer <key>` or `X-API-Key`",
                             headers=UNAUTHORIZED)
-    user = await run_in_threadpool(find_user_by_key, services.catalog, key)
+    user = cached_user_by_key(services.catalog, key)  # from memory, no thread hop (PER-g1)
+    if user is NEEDS_RELOAD:
+        user = await run_in_threadpool(find_user_by_key, services.catalog, key)
     if user is None:
         raise HTTPException(401, "invalid API key", headers=UNAUTHORIZED)
     return user

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
+from gaiverse.api.avatars import export_avatars
 from gaiverse.api.deps import CurrentUser, ServicesDep
 from gaiverse.api.errors import AUTH_ERRORS, error_responses
 from gaiverse.api.knowledge import erase_knowledge, export_knowledge
@@ -49,12 +50,17 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_lengt
                                               description="a retry with the same key is stored once (PER-g1)")]
 
 
-def personalization(services: ServicesDep) -> PersonalizationService:
-    """The service of this API process (503 with the reason when it could not start)."""
+async def personalization(services: ServicesDep) -> PersonalizationService:
+    """The service of this API process (503 with the reason when it could not start).
+
+    Async on purpose: a sync dependency costs every request a worker-thread hop; the check whether
+    another process changed the data reads one small file, and only a real reload goes to a thread.
+    """
     service = services.extras.get("personalization")
     if not isinstance(service, PersonalizationService):
         raise HTTPException(503, service or "personalization is not configured in this API")
-    service.refresh()
+    if service.needs_refresh():
+        await run_in_threadpool(service.refresh)
     return service
 
 
@@ -130,11 +136,13 @@ async def post_media(
     request: Request, services: ServicesDep, service: Personalization, user: CurrentUser,
     text: Annotated[str, Query(max_length=4000, description="caption, or transcript of a voice note")] = "",
     session_id: Annotated[str | None, Query(pattern=SESSION_PATTERN)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> InteractionOut:
     """Show something: an image (png, jpg), a voice note (wav) or a video (mp4, webm), multipart field `file`.
 
     Stored encrypted with your key; its derived features (colours, brightness, duration, pitch,
-    energy) are stored with the interaction.
+    energy) are stored with the interaction. A retry with the same `Idempotency-Key` header returns the
+    first interaction and stores nothing new.
     """
     subject = service.subject(user.user_id)
     with _answers():  # refuse before reading the body
@@ -149,7 +157,7 @@ async def post_media(
     with _answers():
         it = await run_in_threadpool(
             service.observe_media, user.user_id, modality, data, ftype.name, ftype.content_type, text, session_id,
-            lambda ref: record_media(services.catalog, ref))
+            lambda ref: record_media(services.catalog, ref), idempotency_key)
     return _interaction(it)
 
 
@@ -184,13 +192,20 @@ def get_profile(service: Personalization, user: CurrentUser) -> ProfileOut:
 
 
 @router.get("/recommendations", response_model=list[RecommendationOut])
-def get_recommendations(service: Personalization, user: CurrentUser,
-                        k: Annotated[int, Query(ge=1, le=50)] = 10) -> list[RecommendationOut]:
-    """Tasks for you now, each with the reason; they follow your latest input (PER-b2, PER-e1, PER-e2)."""
+async def get_recommendations(service: Personalization, user: CurrentUser,
+                              k: Annotated[int, Query(ge=1, le=50)] = 10) -> list[RecommendationOut]:
+    """Tasks for you now, each with the reason; they follow your latest input (PER-b2, PER-e1, PER-e2).
+
+    Answered on the event loop (the in-memory index scores all tasks in ~1-3 ms, less than a thread
+    hop under load); only when the same user's write holds their lock does it wait in a thread (PER-g1).
+    """
     subject = service.subject(user.user_id)
+    recs = service.try_recommend(user.user_id, k)
+    if recs is None:
+        recs = await run_in_threadpool(service.recommend, user.user_id, k)
     return [RecommendationOut(task=_task(r.task, subject), score=r.score, reason=r.reason, parts=r.parts,
                               adjustments=r.adjustments, original_task_id=r.original_task_id)
-            for r in service.recommend(user.user_id, k)]
+            for r in recs]
 
 
 @router.post("/quests", status_code=201, response_model=list[QuestOut])
@@ -246,7 +261,7 @@ def get_export(services: ServicesDep, service: Personalization, user: CurrentUse
     """Everything held about you, machine-readable: account, consents, interactions (with media as base64),
     sessions, profile, tasks made for you, your assets and runs, your additions to the NPC knowledge base."""
     return {**service.export(user.user_id), "catalog": catalog_export(services.catalog, user),
-            "knowledge": export_knowledge(services, user)}
+            "knowledge": export_knowledge(services, user), "avatars": export_avatars(services, user)}
 
 
 @router.delete("/data", response_model=ErasureOut, responses=error_responses(404))

@@ -53,11 +53,15 @@ def recommend_command(
     k: int = typer.Option(10, "--k", min=1, help="cut-off of the ranking metrics"),
     train_fraction: float = typer.Option(0.7, "--train-fraction", help="share of rows (by time) to train on"),
     seed: int = typer.Option(0, "--seed"),
+    validation_fraction: float = typer.Option(
+        0.2, "--validation-fraction", help="latest share of the training rows used to choose the model (0 < f < 1)"),
+    n_bootstrap: int = typer.Option(1000, "--bootstrap", min=10, help="bootstrap resamples for the 95 % intervals"),
     as_json: bool = typer.Option(False, "--json", help="print the EVAL.md JSON object on stdout"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Recall@k, NDCG@k, coverage, novelty (+ IPW/DR for bandit logs) vs popularity and random. PER-e1/e2."""
     from gaiverse.personalization.evaluate import RecommendEvalConfig, evaluate_recommend
+    from gaiverse.personalization.implicit_feedback import RankingModelConfig
     from gaiverse.personalization.interaction_log import InteractionLogError
 
     _logging(verbose)
@@ -65,7 +69,10 @@ def recommend_command(
         _fail("give --interactions PATH, or both --train PATH and --test PATH")
     if interactions is not None and (train is not None or test is not None):
         _fail("give either --interactions or --train/--test, not both")
-    config = RecommendEvalConfig(k=k, train_fraction=train_fraction, seed=seed)
+    if not 0.0 < validation_fraction < 1.0:
+        _fail(f"--validation-fraction must be in (0, 1), got {validation_fraction}")
+    config = RecommendEvalConfig(k=k, train_fraction=train_fraction, seed=seed, n_bootstrap=n_bootstrap,
+                                 model=RankingModelConfig(validation_fraction=validation_fraction, seed=seed))
     try:
         result = evaluate_recommend(interactions, train=train, test=test, item_context=items, config=config)
     except (InteractionLogError, OSError, ValueError) as err:
@@ -81,6 +88,10 @@ def recommend_command(
         table.add_row(metric, f"{value:.4f}", f"{result['baselines']['popularity'][metric]:.4f}",
                       f"{result['baselines']['random'][metric]:.4f}")
     Console().print(table)
+    diff = result.get("ci95", {}).get("model_minus_popularity", {})
+    for metric, est in diff.items():
+        Console().print(f"model − popularity {metric}: {est['value']:+.4f} (95 % CI {est['ci95'][0]:+.4f}..{est['ci95'][1]:+.4f})")
+    Console().print(f"model: {result['model']['selected']} — {result['model']['validation'].get('reason', '')}")
     if "logged_policy" in result:
         lp = result["logged_policy"]
         Console().print(f"logged policy click rate {lp['ctr']:.4f} (95 % CI {lp['ci95'][0]:.4f}..{lp['ci95'][1]:.4f})")

@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from gaiverse.personalization.implicit_feedback import ImplicitFeedbackModel, ImplicitModelConfig
+from gaiverse.personalization.implicit_feedback import (ImplicitFeedbackModel, RankingEvents, RankingModel,
+                                                        RankingModelConfig, event_contexts, per_event_metrics,
+                                                        ranking_events)
 from gaiverse.personalization.interaction_log import InteractionLog, read_interaction_log, split_by_time
 from gaiverse.personalization.offpolicy import bootstrap, dr_terms, ipw_terms, top_slots_policy
 
@@ -42,69 +44,39 @@ class RecommendEvalConfig:
     """Bootstrap resamples for the off-policy intervals."""
     max_listed: int = 500
     """At most this many evaluation items are listed under ``items``."""
-    model: ImplicitModelConfig = field(default_factory=ImplicitModelConfig)
-    """The learned model's configuration."""
+    model: RankingModelConfig = field(default_factory=RankingModelConfig)
+    """The learned model's candidates and selection rule."""
 
 
-@dataclass
-class _Events:
-    """Ranking events of the test part: the context row, the relevant items and items to exclude."""
-
-    rows: list[int]
-    relevant: list[set[int]]
-    exclude: list[set[int]]
-    users: list[str]
-
-
-def _events(train: InteractionLog, test: InteractionLog, index: dict[str, int]) -> _Events:
-    tf = test.frame
-    positive = (tf["reward"] > 0) & tf["item_id"].notna() & tf["item_id"].astype(str).isin(index)
-    if test.has_propensity:  # bandit log: every click is one event in its own context
-        rows = np.flatnonzero(positive.to_numpy()).tolist()
-        return _Events(rows, [{index[str(tf["item_id"].iat[r])]} for r in rows], [set() for _ in rows],
-                       [str(tf["user_id"].iat[r]) for r in rows])
-    seen: dict[str, set[int]] = {}
-    trf = train.frame
-    for user, item in trf.loc[(trf["reward"] > 0) & trf["item_id"].notna(), ["user_id", "item_id"]].itertuples(index=False):
-        if str(item) in index:
-            seen.setdefault(str(user), set()).add(index[str(item)])
-    events = _Events([], [], [], [])
-    for user, group in tf[positive].groupby("user_id", sort=True):
-        relevant = {index[str(i)] for i in group["item_id"]} - seen.get(str(user), set())
-        if relevant:
-            events.rows.append(int(group.index[0]))
-            events.relevant.append(relevant)
-            events.exclude.append(seen.get(str(user), set()))
-            events.users.append(str(user))
-    return events
-
-
-def _rank_metrics(scores: np.ndarray, ev: _Events, k: int, self_info: np.ndarray, tie: np.ndarray) -> tuple[dict, list]:
-    recalls, ndcgs, novelty, tops = [], [], [], []
-    recommended: set[int] = set()
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    for j, row in enumerate(ev.rows):
-        s = scores[j] + 1e-9 * tie
-        if ev.exclude[j]:
-            s = s.copy()
-            s[list(ev.exclude[j])] = -np.inf
-        top = np.argsort(-s, kind="stable")[:k]
-        gains = np.array([1.0 if i in ev.relevant[j] else 0.0 for i in top])
-        ideal = discounts[:min(k, len(ev.relevant[j]))].sum()
-        recalls.append(gains.sum() / len(ev.relevant[j]))
-        ndcgs.append(float((gains * discounts[:len(top)]).sum() / ideal))
-        novelty.append(float(self_info[top].mean()))
-        recommended.update(top.tolist())
-        tops.append(top)
+def _policy_metrics(scores: np.ndarray, ev: RankingEvents, k: int, self_info: np.ndarray,
+                    tie: np.ndarray) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
+    """Mean metrics, per-event recall/NDCG (for the bootstrap) and the top-k lists of one policy."""
+    recalls, ndcgs, tops = per_event_metrics(scores, ev, k, tie)
     n_items = scores.shape[1]
-    metrics = {f"recall@{k}": float(np.mean(recalls)) if recalls else 0.0,
-               f"ndcg@{k}": float(np.mean(ndcgs)) if ndcgs else 0.0,
-               f"coverage@{k}": len(recommended) / n_items,
-               f"novelty@{k}": float(np.mean(novelty)) if novelty else 0.0}
-    return metrics, tops
+    metrics = {f"recall@{k}": float(recalls.mean()) if len(recalls) else 0.0,
+               f"ndcg@{k}": float(ndcgs.mean()) if len(ndcgs) else 0.0,
+               f"coverage@{k}": len(np.unique(tops)) / n_items,
+               f"novelty@{k}": float(self_info[tops].mean()) if len(tops) else 0.0}
+    return metrics, {f"recall@{k}": recalls, f"ndcg@{k}": ndcgs}, tops
 
 
-def _score_matrices(model: ImplicitFeedbackModel, train: InteractionLog, contexts: InteractionLog,
+def _ranking_intervals(per_event: dict[str, dict[str, np.ndarray]], cfg: RecommendEvalConfig) -> dict[str, Any]:
+    """Percentile bootstrap over test events (shared resamples) of each policy's recall/NDCG and of the
+    paired difference model − popularity; with few events these intervals are wide, which is the point."""
+    terms = {f"{policy}/{metric}": values for policy, metrics in per_event.items() for metric, values in metrics.items()}
+    for metric in per_event["model"]:
+        terms[f"model_minus_popularity/{metric}"] = per_event["model"][metric] - per_event["popularity"][metric]
+    if not len(next(iter(terms.values()))):
+        return {}
+    est = bootstrap(terms, n_boot=cfg.n_bootstrap, seed=cfg.seed)
+    out: dict[str, Any] = {}
+    for name, e in est.items():
+        group, metric = name.split("/")
+        out.setdefault(group, {})[metric] = e.as_dict()
+    return out
+
+
+def _score_matrices(model: RankingModel, train: InteractionLog, contexts: InteractionLog,
                     seed: int) -> dict[str, np.ndarray]:
     n, n_items = len(contexts.frame), len(model.items)
     pos = train.frame.loc[(train.frame["reward"] > 0) & train.frame["item_id"].notna(), "item_id"].astype(str)
@@ -115,8 +87,9 @@ def _score_matrices(model: ImplicitFeedbackModel, train: InteractionLog, context
             "random": rng.random((n, n_items))}
 
 
-def _off_policy(test: InteractionLog, scores: dict[str, np.ndarray], items: list[str], tie: np.ndarray,
-                cfg: RecommendEvalConfig) -> dict[str, Any]:
+def _off_policy(test: InteractionLog, scores: dict[str, np.ndarray], q_model: np.ndarray, items: list[str],
+                tie: np.ndarray, cfg: RecommendEvalConfig) -> dict[str, Any]:
+    """IPW / SNIPW / DR click-rate estimates; ``q_model`` is the DR reward model's (n, K) click probabilities."""
     tf = test.frame
     index = {item: i for i, item in enumerate(items)}
     known = tf["item_id"].astype(str).isin(index).to_numpy()
@@ -127,7 +100,7 @@ def _off_policy(test: InteractionLog, scores: dict[str, np.ndarray], items: list
     pscore = tf["propensity"].to_numpy(dtype=float)[known]
     action = tf["item_id"].astype(str)[known].map(index).to_numpy()
     slots = int(max(1, tf["position"].dropna().nunique()))
-    q_hat = scores["model"][known]
+    q_hat = q_model[known]
     terms, weights = {"logged": reward}, {}
     for name in POLICIES:
         if name == "random":
@@ -177,7 +150,9 @@ def evaluate_recommend(interactions: str | Path | None = None, *, train: str | P
     catalogue = sorted(set(test_log.frame["item_id"].dropna().astype(str)))
     if test_log.item_context is not None:
         catalogue = sorted(set(catalogue) | set(test_log.item_context.index.astype(str)))
-    model = ImplicitFeedbackModel(cfg.model).fit(train_log, catalogue)
+    # a test set that starts before training ends was cut per user: validate the same way
+    per_user = bool(test_log.frame["ts"].min() < train_log.frame["ts"].max()) and not test_log.has_propensity
+    model = RankingModel(cfg.model).fit(train_log, catalogue, per_user_validation=per_user)
     items = model.items
     index = {item: i for i, item in enumerate(items)}
     tie = np.random.default_rng(cfg.seed).random(len(items))
@@ -185,18 +160,19 @@ def evaluate_recommend(interactions: str | Path | None = None, *, train: str | P
     counts = train_pos.value_counts().reindex(items, fill_value=0).to_numpy(dtype=float)
     self_info = -np.log2((counts + 1.0) / (counts.sum() + len(items)))
 
-    ev = _events(train_log, test_log, index)
-    need_all_rows = test_log.has_propensity
-    contexts = test_log if need_all_rows else test_log.subset(np.isin(np.arange(len(test_log.frame)), ev.rows))
+    ev = ranking_events(train_log, test_log, index)
+    if test_log.has_propensity:  # off-policy estimates need every row's scores
+        contexts, align = test_log, np.asarray(ev.rows, dtype=np.int64)
+    else:
+        contexts, align = event_contexts(test_log, ev)
     scores = _score_matrices(model, train_log, contexts, cfg.seed)
-    event_rows = ev.rows if need_all_rows else list(range(len(ev.rows)))
-    results, tops = {}, {}
+    results, per_event, tops = {}, {}, {}
     for name in POLICIES:
-        results[name], tops[name] = _rank_metrics(scores[name][event_rows], ev, cfg.k, self_info, tie)
+        results[name], per_event[name], tops[name] = _policy_metrics(scores[name][align], ev, cfg.k, self_info, tie)
 
     listed = []
     tf = test_log.frame
-    model_scores = scores["model"][event_rows]
+    model_scores = scores["model"][align]
     for j, row in enumerate(ev.rows[: cfg.max_listed]):
         order = np.argsort(-(model_scores[j] + 1e-9 * tie), kind="stable")
         ranks = sorted(int(np.flatnonzero(order == i)[0]) + 1 for i in ev.relevant[j])
@@ -212,7 +188,8 @@ def evaluate_recommend(interactions: str | Path | None = None, *, train: str | P
     baselines = {name: dict(results[name]) for name in ("popularity", "random")}
     ope = None
     if test_log.has_propensity:
-        ope = _off_policy(test_log, scores, items, tie, cfg)
+        click_model = model.click_model() or ImplicitFeedbackModel(cfg.model.features).fit(train_log, items)
+        ope = _off_policy(test_log, scores, click_model.predict_matrix(test_log), items, tie, cfg)
         for name, target in (("model", metrics), ("popularity", baselines["popularity"]),
                              ("random", baselines["random"])):
             target["ipw_ctr"] = ope[name]["ipw"]["value"]
@@ -222,14 +199,16 @@ def evaluate_recommend(interactions: str | Path | None = None, *, train: str | P
         "baseline": {"name": "popularity", **baselines["popularity"]},
         "baselines": {"popularity": baselines["popularity"], "random": baselines["random"]},
         "lower_is_better": {name: False for name in metrics},
+        "ci95": _ranking_intervals(per_event, cfg),
         "split": {"train_rows": len(train_log.frame), "test_rows": len(test_log.frame),
                   "train_until": train_log.frame["ts"].max().isoformat(),
                   "test_from": test_log.frame["ts"].min().isoformat(),
                   "train_positives": int((train_log.frame["reward"] > 0).sum()),
                   "test_positives": int((test_log.frame["reward"] > 0).sum())},
         "n_items": len(items), "format": test_log.format,
-        "model": {"name": "implicit-feedback factorisation (torch)", **vars(cfg.model)},
+        "model": model.describe(),
         "novelty": "mean self-information -log2 p(item) of recommended items, p from training positives",
+        "intervals": "ci95: percentile bootstrap over test events; model_minus_popularity is the paired difference",
         "items": listed, "items_truncated": len(ev.rows) > cfg.max_listed,
         "seconds": round(time.perf_counter() - started, 3), "checkpoint": None}
     if ope is not None:

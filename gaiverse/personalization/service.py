@@ -208,12 +208,15 @@ class PersonalizationService:
 
     def observe_media(self, account_id: str, modality: str, data: bytes, ext: str, content_type: str,
                       text: str = "", session_id: str | None = None,
-                      on_stored: Callable[[Any], None] | None = None) -> Interaction:
+                      on_stored: Callable[[Any], None] | None = None,
+                      idempotency_key: str | None = None) -> Interaction:
         """An image, voice note or video: features derived, the bytes sealed and stored. Needs ``interactions``
         and ``media``; ``text`` is what came with it (a caption or a transcript from the terminal).
 
         ``on_stored(ref)`` runs after the sealed object is put and before the row is written (the API
         records the object in the catalog there); if it or the row fails, a new object is deleted again.
+        A retry with the same ``idempotency_key`` returns the first interaction before anything is stored:
+        no second object, no second row (PER-g1).
         """
         if modality not in ("audio", "image", "video"):
             raise ValueError(f"`modality` must be audio, image or video, got {modality!r}")
@@ -222,6 +225,9 @@ class PersonalizationService:
         subject = self.subject(account_id)
         with self._lock(subject):
             self.consents.require(subject, "interactions", "media")
+            first = self._first(subject, idempotency_key)
+            if first is not None:
+                return first
             features = derive_features(modality, text, data)
             if text and modality == "audio":
                 features["transcript"] = text
@@ -234,11 +240,27 @@ class PersonalizationService:
             try:
                 if on_stored is not None:
                     on_stored(ref)
-                return self._observe(subject, modality=modality, event="message", text="", features=features,
-                                     session_id=self._session(subject, session_id), media_key=ref.key)
+                return self._observe(subject, idempotency_key, modality=modality, event="message", text="",
+                                     features=features, session_id=self._session(subject, session_id),
+                                     media_key=ref.key)
             except BaseException:
                 self.blobs.delete(ref.key)  # sealed with a fresh nonce: nobody else can hold this key
                 raise
+
+    def _first(self, subject: str, idempotency_key: str | None) -> Interaction | None:
+        """The interaction already stored (or being committed) under this key, or None when the key is new."""
+        if idempotency_key is None:
+            return None
+        if not (isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 200):
+            raise ValueError(f"`idempotency_key` must be 1-200 characters, got {idempotency_key!r}")
+        known = self.writer.known(subject, idempotency_key)
+        if known is None:
+            return None
+        result = known.result(self.writer.config.commit_timeout)
+        first = self.store.interaction(subject, result.interaction_id)
+        if first is None:
+            raise KeyError(f"interaction {result.interaction_id} of this key no longer exists")
+        return first  # as the first answer gave it
 
     @staticmethod
     def _session(subject: str, session_id: str | None) -> str | None:
@@ -281,6 +303,31 @@ class PersonalizationService:
                 recs = self.personalizer.recommender.recommend(PreferenceProfile(subject), k)
             self._recent[subject] = {r.task.task_id: r for r in recs}
         return recs
+
+    def try_recommend(self, account_id: str, k: int = 10) -> list[Recommendation] | None:
+        """``recommend`` if the user's lock is free right now, else None without waiting.
+
+        Why: the API answers recommendations on its event loop (microseconds of index work, no thread
+        hop, PER-g1), where waiting for a lock held by the same user's write (which holds it until its
+        batch commits) would stall every other request; on None the caller waits in a worker thread.
+        """
+        subject = self.subject(account_id)
+        index = self.store.index
+        if index is None or not index.has_user(subject):  # enrolling a new user writes: not on the loop
+            return None
+        lock = self._lock(subject)
+        if not lock.acquire(blocking=False):
+            return None
+        try:
+            return self.recommend(account_id, k)
+        finally:
+            lock.release()
+
+    def needs_refresh(self) -> bool:
+        """Whether ``refresh`` has work to do: reads the small generation file only, so it is cheap enough to
+        ask on the event loop before every request (the reload itself then runs in a thread)."""
+        db = self.db
+        return db.generation() != db._seen or db._missed
 
     def generate(self, account_id: str, n: int = 1) -> list[GeneratedQuest]:
         """New quests made from the user's preferences, stored in the repository. Needs ``personalization``."""

@@ -61,12 +61,19 @@ class WriterConfig:
     stops lingering as soon as the queue runs dry, so an idle system commits at once."""
     key_window: timedelta = timedelta(hours=24)
     """How long an idempotency key is remembered (a retry later than this inserts again)."""
-    max_hold: float = 1.0
+    max_hold: float = 3.0
     """Longest time (s) the writer keeps the file open for consecutive batches before releasing its lock."""
-    idle_release: float = 0.1
-    """The writer closes the file when no row arrived for this long (s)."""
+    idle_release: float = 1.0
+    """The writer closes the file when no row arrived for this long (s). Closing checkpoints the file
+    (~100-400 ms of CPU on a 2-million-row file, the largest cost of the API under write load, profiled
+    with py-spy), so with rows every few hundred ms it must stay open between them. (Skipping that
+    checkpoint with ``PRAGMA disable_checkpoint_on_shutdown`` was tried and rejected: after DuckDB 1.5.5
+    replays such a WAL, deleting the rows fails with "Failed to delete all rows from index", a FATAL
+    error, which erasure would hit.)"""
     commit_timeout: float = 60.0
     """How long ``write`` waits for its commit before giving up (the row may still commit later)."""
+    duckdb_threads: int = 1
+    """DuckDB worker threads of the writer's connection (its batches are small; the API needs the CPU)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ class InteractionWriter:
         self._closed = False
         self.batches = 0
         """Transactions committed so far (for tests and the benchmark)."""
+        self._tuned: Any = None
         self._load_keys()
         self._thread = threading.Thread(target=self._run, name="interaction-writer", daemon=True)
         self._thread.start()
@@ -124,6 +132,15 @@ class InteractionWriter:
             self._submitted += 1
             self._cv.notify_all()
         return pending.future
+
+    def known(self, user_id: str, idempotency_key: str) -> Future | None:
+        """The (future) result of the row already submitted with this key, or None when the key is new.
+
+        For callers with side effects before the row (media: the sealed object is stored first) that
+        must skip them on a retry rather than leave an orphan object behind."""
+        with self._cv:
+            entry = self._keys.get((user_id, idempotency_key))
+            return None if entry is None else self._duplicate(entry[0])
 
     def write(self, row: dict[str, Any], idempotency_key: str | None = None) -> WriteResult:
         """Submit and wait for the commit (what the API acknowledges)."""
@@ -265,6 +282,11 @@ class InteractionWriter:
     def _transaction(self, batch: list[_Pending], deferred, transaction) -> list[int]:
         """One transaction: ids from the sequence, rows inserted in one statement, sessions, deferred writes."""
         with transaction() as con:
+            if con is not self._tuned:
+                # one DuckDB thread for these small batches: the serving threads of this process keep the
+                # other core (with the default, a commit or checkpoint takes both, PER-g1)
+                con.execute(f"SET threads = {self.config.duckdb_threads}")
+                self._tuned = con
             ids: list[int] = []
             if batch:
                 ids = [int(r[0]) for r in con.execute(

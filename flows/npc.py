@@ -17,6 +17,7 @@ from pydantic import Field
 from tasks.common import flow_hooks
 from tasks.npc import (attach_npc_report, build_appearance, parse_settings, publish_npc, retrieve_knowledge,
                        store_npc, validate_npc, write_npc_profile)
+from tasks.world_knowledge import ingest_world_knowledge, place_npc_in_world
 
 
 @flow(name="npc-generate", description="Generate an NPC from a character template and the user's settings "
@@ -35,11 +36,15 @@ def generate_npc(
     plan = parse_settings(settings, npc_id, user_id)
     citations = retrieve_knowledge(plan)
     profile = write_npc_profile(plan, citations)
+    if plan.get("world_id"):  # the NPC's day at real places of the owner's world
+        profile = place_npc_in_world(profile, plan["world_id"])
     appearance = build_appearance(profile)
     refs = store_npc(profile, appearance["glb"], appearance["preview"])
     validation = validate_npc(refs)
     version = publish_npc(profile, refs, validation)
     attach_npc_report(profile, appearance["preview"])
+    if profile.get("world"):  # the world's passages now name this NPC too
+        ingest_world_knowledge(profile["world"]["world_id"])
     get_run_logger().info("NPC %s (%s) published as %s v%d", profile["name"], profile["npc_id"],
                           version["collection"], version["version"])
     return {"npc_id": profile["npc_id"], "name": profile["name"], "owner": profile["owner"], **version,

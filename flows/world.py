@@ -28,6 +28,7 @@ from tasks.world import (
     assemble, extract_roads, generate_layout, load_world, parse_suggestions, place_buildings, publish_world,
     validate_world,
 )
+from tasks.world_knowledge import ingest_world_knowledge
 
 WorldId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")]
 
@@ -45,6 +46,18 @@ class Steps:
         self.rows.append({"step": name, "seconds": round(time.perf_counter() - started, 2), "detail": detail(result)})
         self.logger.info("step %s done in %.1f s %s", name, self.rows[-1]["seconds"], self.rows[-1]["detail"])
         return result
+
+    def knowledge(self, world_id: str, version: int) -> dict[str, Any]:
+        """NPC knowledge of the published version (NPC-a1). The version stands even if this fails: the
+        failure is logged and reported, and `POST /knowledge/worlds/{id}` ingests it again."""
+        try:  # not a row of the step table: the table lists the world's own build steps
+            result = ingest_world_knowledge(world_id, version)
+            self.logger.info("knowledge of %s v%d: %d passages, %d places", world_id, version, result["passages"],
+                             result["places"])
+            return result
+        except Exception as err:  # noqa: BLE001 - the world is published; knowledge can be re-ingested
+            self.logger.warning("world knowledge of %s v%d not ingested: %s", world_id, version, err)
+            return {"error": f"{type(err).__name__}: {err}"[:300]}
 
     def report(self, key: str, title: str) -> None:
         table_artifact(key, self.rows, title=title, columns=["step", "seconds", "detail"])
@@ -112,9 +125,11 @@ def build_world(
         target, state, scene, owner=who, message=f"built from {prompt!r} (seed {seed})",
         made_by={"kind": "build", "prompt": prompt, "seed": seed, "ddim_steps": ddim_steps},
         checkpoints=checkpoints, new_world=world_id is None), lambda r: f"{r['world_id']} v{r['version']}")
+    knowledge = steps.knowledge(published["world_id"], published["version"])
     steps.report("world-build-steps", f"World {published['world_id']} v{published['version']}")
     flow_run_id, _ = current_run_ids()
-    return {**published, "flow_run_id": flow_run_id, "owner": who, "checks": checks, "steps": steps.rows}
+    return {**published, "flow_run_id": flow_run_id, "owner": who, "checks": checks, "steps": steps.rows,
+            "knowledge": knowledge}
 
 
 @flow(name="rebuild-world", description="Rebuild a named world from its stored suggestion with the newest checkpoint.",
@@ -149,6 +164,7 @@ def rebuild_world(
         message=f"rebuild of v{current['version']} with checkpoint {checkpoints['sha256']}",
         made_by={"kind": "rebuild", "from_version": current["version"], "seed": old.seed},
         checkpoints=checkpoints, new_world=False), lambda r: f"v{r['version']}")
+    knowledge = steps.knowledge(world_id, published["version"])
     steps.report("world-rebuild-steps", f"World {world_id} rebuilt as v{published['version']}")
     flow_run_id, _ = current_run_ids()
-    return {**published, "flow_run_id": flow_run_id, "checks": checks, "steps": steps.rows}
+    return {**published, "flow_run_id": flow_run_id, "checks": checks, "steps": steps.rows, "knowledge": knowledge}

@@ -27,7 +27,11 @@ from validation.knowledge import KNOWLEDGE_EXPECTATIONS, KNOWLEDGE_SUITE, knowle
 
 @lru_cache(maxsize=2)
 def _kb_at(path: Path) -> SharedKnowledgeBase:
-    return SharedKnowledgeBase(path)
+    """The knowledge base embedding through the cluster's shared model (``ray_actors/embedding.py``):
+    a flow run then does not load MiniLM into its own process."""
+    from ray_actors.embedding import shared_embedder
+
+    return SharedKnowledgeBase(path, embedder=shared_embedder())
 
 
 def get_knowledge_base() -> SharedKnowledgeBase:

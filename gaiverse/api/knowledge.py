@@ -20,6 +20,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from gaiverse.api.deps import CurrentUser, Services, ServicesDep
@@ -379,3 +380,78 @@ def _hit(h: Hit, doc_id: str, user: User) -> HitOut:
     record = PassageRecord(h.id, doc_id, h.text, h.domain, h.entity, h.source, h.user_id, h.npc_id)
     return HitOut(passage=_passage(record, user), score=round(h.score, 5), cosine=round(h.cosine, 5),
                   keyword=round(h.keyword, 5))
+
+
+# worlds ----------------------------------------------------------------------------------
+WorldIdParam = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$", description="one of your worlds")]
+
+
+class WorldKnowledgeOut(BaseModel):
+    """What one ingestion of a world stored."""
+
+    world_id: str
+    version: int
+    """The version whose knowledge is stored now."""
+    name: str
+    """The settlement's made-up name (the subject of the overview passage)."""
+    source: str
+    """``world/<id>@v<N>``: the source of every passage of this version."""
+    doc_id: str
+    """Your knowledge document holding the world (list, read or delete it under /knowledge/documents)."""
+    stored: bool
+    """False when a newer version's knowledge was already stored (it is kept)."""
+    passages: int
+    """Passages stored by this call."""
+    replaced: int = 0
+    """Passages of the previously stored version that were replaced."""
+    replaced_version: int | None = None
+    places: int
+    """Named places (districts, roads, landmarks, homes, water, green space)."""
+    roads: int
+    buildings: int
+    npcs: int
+
+
+@router.post("/worlds/{world_id}", response_model=WorldKnowledgeOut, responses=error_responses(404, 422))
+def post_world_knowledge(world_id: WorldIdParam, services: ServicesDep, kb: KB, user: CurrentUser,
+                         version: Annotated[int | None, Query(ge=1, le=1_000_000,
+                                                              description="default: the latest")] = None,
+                         ) -> WorldKnowledgeOut:
+    """(Re)ingest what NPCs know of one of your worlds: its places, roads, buildings, water and NPCs.
+
+    The passages are yours alone (domain `world`, source `world/<id>@v<N>`) and replace those of the
+    version ingested before, in one transaction. Worlds are ingested after every build and rebuild;
+    call this after edits or to ingest an older version again.
+    """
+    from gaiverse.npc.world_knowledge import WorldKnowledgeError, ingest_world
+    from gaiverse.world.versions import WorldNotFound
+
+    try:
+        return WorldKnowledgeOut(**ingest_world(kb, services.store, services.catalog, world_id, version,
+                                                user_id=user.user_id, admin=user.is_admin))
+    except WorldNotFound as err:
+        raise HTTPException(404, str(err)) from None
+    except (WorldKnowledgeError, kb_ingest.IngestError) as err:
+        raise HTTPException(422, f"world {world_id!r} cannot be ingested: {err}") from None
+
+
+def refresh_world_knowledge(services: Services, world_id: str, version: int) -> threading.Thread | None:
+    """Ingest a version an edit or rollback just published, in the background (the edit answers at once).
+
+    Failures are logged; the owner can ingest again with ``POST /knowledge/worlds/{id}``.
+    """
+    kb = services.extras.get("knowledge")
+    if not isinstance(kb, SharedKnowledgeBase):
+        return None
+
+    def run() -> None:
+        from gaiverse.npc.world_knowledge import ingest_world
+
+        try:
+            ingest_world(kb, services.store, services.catalog, world_id, version, admin=True)
+        except Exception:  # noqa: BLE001 - the version is published either way
+            log.exception("knowledge of world %s v%d not ingested", world_id, version)
+
+    thread = threading.Thread(target=run, name=f"world-knowledge-{world_id}", daemon=True)
+    thread.start()
+    return thread

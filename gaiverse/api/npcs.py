@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import secrets
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, HTTPException
 from fastapi import Path as PathParam
@@ -26,8 +26,9 @@ from gaiverse.api.deps import CurrentUser, Services, ServicesDep
 from gaiverse.api.errors import AUTH_ERRORS, error_responses
 from gaiverse.api.keys import User
 from gaiverse.api.runs import start_run
-from gaiverse.npc.character_repository import CharacterRepository, TemplateNotFound, repository_path
-from gaiverse.npc.generation import NpcSettings
+from gaiverse.npc.character_repository import CharacterRepository, TemplateNotFound, repository_path, srd_species
+from gaiverse.npc.generation import NpcSettings, Sex
+from gaiverse.speech.tts import VOICE_PACKAGES
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,20 @@ def list_npcs(services: ServicesDep, user: CurrentUser) -> list[NpcSummary]:
 def list_templates(services: ServicesDep, user: CurrentUser) -> list[dict[str, Any]]:
     """The SRD templates and your own predefined NPC settings."""
     return [t.to_dict() for t in repository(services).list(user.user_id)]
+
+
+class NpcOptions(BaseModel):
+    """Choices for the settings that only take listed values (species, sex, voice)."""
+
+    species: dict[str, dict[str, Any]]
+    sexes: list[str]
+    voices: list[str]
+
+
+@router.get("/options", response_model=NpcOptions)
+def get_options(user: CurrentUser) -> NpcOptions:
+    """What `species`, `sex` and `voice.voice` accept (forms offer these; anything else answers 422)."""
+    return NpcOptions(species=srd_species(), sexes=list(get_args(Sex)), voices=sorted(VOICE_PACKAGES))
 
 
 @router.post("/templates", status_code=201, response_model=dict[str, Any], responses=error_responses(422))

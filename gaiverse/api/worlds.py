@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from gaiverse.api.deps import CurrentUser, Services, ServicesDep
 from gaiverse.api.errors import AUTH_ERRORS, error_responses
 from gaiverse.api.keys import User
+from gaiverse.api.knowledge import refresh_world_knowledge
 from gaiverse.api.runs import _run_out, start_run
 from gaiverse.api.schemas import RunOut
 from gaiverse.world.editing import EditError, EditRequest, LayoutModels, apply_edit
@@ -227,6 +228,7 @@ def post_edit(world_id: WorldIdPath, body: EditRequest, services: ServicesDep, u
         raise HTTPException(422, str(err)) from err
     except (VersionConflict, WorldIdTaken) as err:
         raise HTTPException(409, str(err)) from err
+    refresh_world_knowledge(services, world_id, made.version)  # NPCs learn the new version (background)
     return _version_out(repo, world_id, made.version)
 
 
@@ -244,6 +246,7 @@ def post_rollback(world_id: WorldIdPath, body: RollbackIn, services: ServicesDep
         raise HTTPException(404, str(err)) from err
     except (VersionConflict, WorldIdTaken) as err:
         raise HTTPException(409, str(err)) from err
+    refresh_world_knowledge(services, world_id, made.version)  # NPCs learn the new version (background)
     return _version_out(repo, world_id, made.version)
 
 

@@ -11,6 +11,7 @@ Implements the behaviour half of NPC-b1.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -74,8 +75,66 @@ def _clock(hours: float) -> str:
     return f"{int(hours):02d}:{int(round((hours % 1) * 60)) % 60:02d}"
 
 
-def daily_schedule(rng: np.random.Generator, category: str, traits: list[str]) -> list[dict[str, Any]]:
-    """Blocks of the day ({start, end, activity, place}) for a routine category, varied per NPC."""
+ROLE_WORKPLACES: tuple[tuple[str, str, str], ...] = (
+    (r"lighthouse", "lighthouse", "tend the light"),
+    (r"innkeeper|\binn\b|tavern|barkeep", "inn", "serve guests"),
+    (r"baker", "bakery", "bake bread"), (r"butcher", "butcher's shop", "cut and sell meat"),
+    (r"brewer", "brewery", "brew ale"), (r"miller", "mill", "grind grain"),
+    (r"fisher", "fishing boat", "fish"), (r"ferry", "ferry landing", "ferry travellers"),
+    (r"stable|groom", "stables", "tend the horses"), (r"miner\b", "mine", "dig ore"),
+    (r"healer|herbalist|physician|doctor|apothecar", "apothecary", "tend the sick"),
+    (r"scribe", "scriptorium", "copy manuscripts"),
+    (r"teacher|schoolmaster", "schoolhouse", "teach"), (r"gravedigger", "graveyard", "dig graves"),
+    (r"shepherd", "pastures", "tend the flock"),
+)
+"""Role words -> (workplace, work activity): a role's own workplace wins over its routine category's."""
+CATEGORY_WORK: dict[str, tuple[str, str]] = {
+    "town": ("fields", "work"), "craft": ("workshop", "work at the forge"), "trade": ("shop", "serve customers"),
+    "study": ("library", "study"), "temple": ("temple", "tend the sick"), "watch": ("town gate", "stand watch"),
+    "wild": ("forest", "track game"), "shadow": ("alleys", "night business"), "court": ("hall", "hold audience"),
+    "sea": ("ship", "work the ship"),
+}
+"""Routine category -> (its workplace, its core work activity): what a role's workplace replaces."""
+AGENT_WORDS = r"(keeper|master|mistress|hand|worker|tender|warden|man|woman|maker|seller|wright|operator|attendant)"
+_NOT_WORK = re.compile(r"sleep|breakfast|lunch|luncheon|meal|mess|supper|dinner|prayers")
+
+
+def role_workplace(role: str | None) -> tuple[str, str] | None:
+    """(workplace, activity) of a free-text role: the mapped one, else a workplace named after the role
+    ("toll bridge keeper" -> "toll bridge"; "cartographer" -> "cartographer's workshop"); None for no role."""
+    if not role or not role.strip():
+        return None
+    for pattern, place, activity in ROLE_WORKPLACES:
+        if re.search(pattern, role, re.I):
+            return place, activity
+    words = re.sub(r"^(a|an|the)\s+", "", role.strip().lower())
+    place = re.sub(rf"\s+{AGENT_WORDS}$", "", words)
+    return (place if place != words else f"{words}'s workplace"), "work"
+
+
+def at_role_workplace(blocks: list[dict[str, Any]], category: str, role: str | None,
+                      routine_follows_role: bool = False) -> list[dict[str, Any]]:
+    """The day's work blocks moved to the role's workplace (a lighthouse keeper works at the lighthouse,
+    not in a commoner's fields). A mapped role always moves them; the generic workplace is used only when
+    the routine category did not come from the role itself (``routine_follows_role``)."""
+    work = role_workplace(role)
+    mapped = role is not None and any(re.search(p, role, re.I) for p, _, _ in ROLE_WORKPLACES)
+    if work is None or category not in CATEGORY_WORK or (routine_follows_role and not mapped):
+        return blocks
+    place, activity = work
+    home_place, core = CATEGORY_WORK[category]
+    out = []
+    for b in blocks:
+        if b["place"] == home_place and not _NOT_WORK.search(b["activity"]):
+            b = {**b, "place": place, "activity": activity if b["activity"] == core else b["activity"]}
+        out.append(b)
+    return out
+
+
+def daily_schedule(rng: np.random.Generator, category: str, traits: list[str], role: str | None = None,
+                   routine_follows_role: bool = False) -> list[dict[str, Any]]:
+    """Blocks of the day ({start, end, activity, place}) for a routine category, varied per NPC; with the
+    user's ``role``, work happens at the role's workplace (``at_role_workplace``)."""
     if category not in ROUTINES:
         raise ValueError(f"`category` must be one of {sorted(ROUTINES)}, got {category!r}")
     shift = float(rng.choice([-1.0, -0.5, 0.0, 0.0, 0.5, 1.0]))
@@ -92,7 +151,7 @@ def daily_schedule(rng: np.random.Generator, category: str, traits: list[str]) -
         end = starts[0] + 24.0 if i == len(blocks) - 1 else starts[i + 1]
         out.append({"start": _clock(start), "end": _clock(end), "activity": block[2], "place": block[3],
                     "hours": round(end - start, 2)})
-    return out
+    return at_role_workplace(out, category, role, routine_follows_role) if role else out
 
 
 def idle_behaviours(rng: np.random.Generator, traits: list[str], style: str) -> list[dict[str, Any]]:
@@ -126,3 +185,48 @@ def reactions(traits: list[str], style: str) -> dict[str, dict[str, str]]:
     out = {event: {"emotion": e, "gesture": g, "line": line} for event, (e, g, line) in base.items()}
     assert all(v["emotion"] in EMOTION_SHAPES and v["gesture"] in GESTURES for v in out.values())
     return out
+
+
+SCHEDULE_PLACE_KINDS: dict[str, tuple[str, ...]] = {
+    "home": ("home",), "workshop": ("workshop", "shop"), "tavern": ("tavern",), "shop": ("shop", "market"),
+    "market square": ("market",), "library": ("library", "hall"), "study": ("library", "home"),
+    "gardens": ("park",), "temple": ("temple",), "barracks": ("barracks", "gate"), "town gate": ("gate",),
+    "streets": ("road",), "alleys": ("road",), "roads": ("road", "gate"), "forest edge": ("forest", "fields"),
+    "forest": ("forest",), "camp": ("forest", "fields"), "hideout": ("home",), "manor": ("manor", "hall"),
+    "hall": ("hall",), "estate": ("manor", "park", "fields"), "docks": ("docks", "gate"), "ship": ("docks", "gate"),
+    "fields": ("fields", "park"), "inn": ("tavern",), "lighthouse": ("docks", "hill"),
+    "bakery": ("shop", "workshop"), "butcher's shop": ("shop", "workshop"), "brewery": ("workshop", "shop"),
+    "mill": ("workshop", "fields"), "fishing boat": ("docks",), "ferry landing": ("docks",),
+    "stables": ("workshop", "fields"), "mine": ("hill", "workshop"), "apothecary": ("shop", "temple"),
+    "scriptorium": ("library",), "schoolhouse": ("library", "hall"), "graveyard": ("temple", "park"),
+    "pastures": ("fields", "park"),
+}
+"""Routine place -> kinds of world places (``world_knowledge.WorldPlace.kind``) it may be, best first."""
+
+
+def place_schedule(schedule: list[dict[str, Any]], places: Any, seed: int) -> tuple[list[dict[str, Any]], dict]:
+    """Put each block of a schedule at a real place of the world (NPC-b1 behaviour in the world).
+
+    ``places`` are named places (``name``, ``kind``, ``x``, ``y``, ``district``). A routine place maps to
+    the first place kind the world has (``SCHEDULE_PLACE_KINDS``); the NPC's home is one house, chosen
+    by ``seed``, and roads and homes are drawn once per NPC so the whole day is consistent. Returns the
+    placed schedule and ``{routine place: world place name}``; a place the table does not know (a role's
+    own workplace such as "cartographer's workshop") goes to a workshop or shop of the world.
+    """
+    rng = np.random.default_rng([int(seed), 7])
+    by_kind: dict[str, list[Any]] = {}
+    for p in places:
+        by_kind.setdefault(p.kind, []).append(p)
+    chosen: dict[str, Any] = {}
+    for label in dict.fromkeys(b["place"] for b in schedule):
+        for kind in SCHEDULE_PLACE_KINDS.get(label, ("workshop", "shop")) + ("market", "district"):
+            pool = by_kind.get(kind)
+            if pool:
+                chosen[label] = pool[int(rng.integers(len(pool)))] if kind in ("home", "road", "district") else pool[0]
+                break
+    placed = []
+    for block in schedule:
+        p = chosen.get(block["place"])
+        placed.append({**block, "place": p.name, "place_kind": p.kind, "routine_place": block["place"],
+                       "x": p.x, "y": p.y, "district": p.district} if p is not None else dict(block))
+    return placed, {label: p.name for label, p in chosen.items()}

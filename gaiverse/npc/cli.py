@@ -1,4 +1,4 @@
-"""Typer sub-apps for NPCs: ``eval npc`` and ``kb build|add|list|edit|delete`` (mounted by gaiverse.cli).
+"""Typer sub-apps for NPCs: ``eval npc`` and ``kb build|add|list|edit|delete|ingest-world`` (mounted by gaiverse.cli).
 
 Eval prints exactly one JSON object on stdout (EVAL.md); logs go to stderr; unreadable data
 exits 2 with a one-line reason. ``kb`` commands let a user extend and customise the NPC
@@ -208,12 +208,55 @@ def kb_delete_cmd(
         store.close()
 
 
+@kb_app.command("ingest-world")
+def kb_ingest_world_cmd(
+    world_id: str = typer.Argument(..., help="World id (as `gaiverse world build` printed it)"),
+    version: Optional[int] = typer.Option(None, "--version", min=1, help="Version to ingest (default the latest)"),
+    user: Optional[str] = typer.Option(None, "--user", help="Ingest only if this user owns the world "
+                                       "(default: as the operator, for the world's owner)"),
+    kb: Optional[Path] = KB_OPT,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """(Re)ingest what NPCs know of a world: places, roads, buildings, water and NPCs (owner-scoped, NPC-a1)."""
+    from gaiverse.config import get_settings
+    from gaiverse.npc.kb_ingest import IngestError
+    from gaiverse.npc.kb_shared import SharedKnowledgeBase
+    from gaiverse.npc.world_knowledge import WorldKnowledgeError, ingest_world
+    from gaiverse.world.versions import WorldNotFound
+    from storage.catalog import Catalog
+    from storage.objectstore import ObjectStore
+
+    _logging(verbose)
+    settings = get_settings()
+    try:
+        result = ingest_world(SharedKnowledgeBase(kb or default_kb_path()), ObjectStore.from_settings(settings),
+                              Catalog(settings.catalog_path), world_id, version, user_id=user, admin=user is None)
+    except (WorldNotFound, WorldKnowledgeError, IngestError, ValueError) as err:
+        _fail(str(err).strip("'\""))
+    _emit(result)
+
+
 def main() -> None:  # pragma: no cover - `python -m gaiverse.npc.cli` for use before the main CLI mounts it
     app()
 
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+def _world_places(world_id: str, user: str):
+    """The named places of one of ``user``'s worlds on this installation (exit 2 when it is not theirs)."""
+    from gaiverse.config import get_settings
+    from gaiverse.npc.world_knowledge import world_places
+    from gaiverse.world.versions import WorldNotFound
+    from storage.catalog import Catalog
+    from storage.objectstore import ObjectStore
+
+    settings = get_settings()
+    try:
+        return world_places(ObjectStore.from_settings(settings), Catalog(settings.catalog_path), world_id, user)
+    except WorldNotFound as err:
+        _fail(f"--world: {str(err).strip(chr(39) + chr(34))}")
 
 
 def create_cmd(
@@ -230,6 +273,8 @@ def create_cmd(
     template: Optional[str] = typer.Option(None, "--template", help="Character template id (srd:guard, user:...)"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     user: str = typer.Option("local", "--user", help="Owner (their knowledge and templates are used)"),
+    world: Optional[str] = typer.Option(None, "--world", help="One of the owner's worlds: the NPC's day is spent "
+                                        "at its real places"),
     kb: Optional[Path] = KB_OPT,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -247,7 +292,8 @@ def create_cmd(
 
     _logging(verbose)
     raw = {"name": name, "role": role, "traits": trait, "domains": domain, "background": background,
-           "appearance": hint, "species": species, "sex": sex, "age": age, "template": template, "seed": seed}
+           "appearance": hint, "species": species, "sex": sex, "age": age, "template": template, "seed": seed,
+           "world_id": world}
     try:
         settings = NpcSettings.model_validate({k: v for k, v in raw.items() if v not in (None, [])})
         chosen = (CharacterRepository(repository_path(get_settings().data_dir)).get(template, user)
@@ -257,10 +303,11 @@ def create_cmd(
         _fail(f"--{first['loc'][0] if first['loc'] else 'settings'}: {first['msg']}")
     except TemplateNotFound as err:
         _fail(str(err).strip("'\""))
+    places = _world_places(settings.world_id, user) if settings.world_id else None
     shared = SharedKnowledgeBase(kb or default_kb_path())
     shared.ensure(prior=True)
     with shared.reading() as store:
-        profile = generate_profile(settings, chosen, store, Scope(user_id=user), user_id=user)
+        profile = generate_profile(settings, chosen, store, Scope(user_id=user), user_id=user, places=places)
     glb = appearance_glb(profile)
     from gaiverse.character import build_character
     from validation.gltf import validate_glb

@@ -5,8 +5,9 @@ predefined settings steer generation). Step by step, as the clause 8.3 service f
 
 1. ``NpcSettings``: what the user asked for (role, traits, background, knowledge domains, voice,
    appearance hints, species, template), validated with one clear error per bad field;
-2. ``retrieve_grounding``: knowledge-base passages for the role, the domains, the species and
-   the background (their ids are cited in the backstory);
+2. ``retrieve_grounding``: knowledge-base passages relevant to the role, background and traits
+   (the NPC's and user's own facts; the prior within the chosen domains, above a relevance
+   threshold), the species and an SRD background (their ids are cited in the backstory);
 3. ``generate_profile``: name, profile, backstory and motives grounded in those passages, a
    dialogue style, a voice (``gaiverse.speech.tts.VoiceSettings`` fields, stored as data), a daily
    schedule, idle behaviours and reactions (``behaviour.py``), and body parameters
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
@@ -27,21 +28,35 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gaiverse.character import BodyParams, build_character
 from gaiverse.npc.appearance import sample_appearance
-from gaiverse.npc.behaviour import daily_schedule, idle_behaviours, reactions
+from gaiverse.npc.behaviour import daily_schedule, idle_behaviours, place_schedule, reactions
 from gaiverse.npc.character_repository import (CATEGORY_DOMAINS, CATEGORY_STYLE, CharacterTemplate, match_template,
                                                role_category, srd_species)
+from gaiverse.npc.kb_ingest import DOMAINS
 from gaiverse.npc.persona import NpcPersona
 
-KB_DOMAINS = ("monsters", "spells", "items", "conditions", "species", "backgrounds", "geography", "general")
+KB_DOMAINS = tuple(DOMAINS)
+"""The one list of knowledge domains: the knowledge base files passages under these
+(``kb_ingest.DOMAINS``, served by GET /knowledge/domains) and generation chooses among the same."""
 DOMAIN_WORDS = {
-    "items": r"weapon|sword|axe|armou?r|shield|smith|forg|metal|gear|tool|item|potion|trade|goods|wares|magic item",
+    "items": r"weapon|sword|axe|armou?r|shield|smith|forg|metal|gear|tool|item|potion|magic item",
     "spells": r"spell|magic|arcane|wizard|ritual|enchant|sorcer",
     "monsters": r"monster|beast|creature|dragon|undead|hunt|demon|giant",
-    "conditions": r"condition|poison|disease|heal|medicine|injur",
-    "geography": r"geograph|city|cities|countr|travel|road|map|world|land|capital",
-    "backgrounds": r"background|history|lineage",
+    "medicine": r"medic|heal|herb|remed|disease|injur|anatomy",
+    "conditions": r"condition|poison",
+    "commerce": r"trade|goods|wares|price|guild|coin|merchant|craft",
+    "geography": r"geograph|city|cities|countr|travel|road|map|land|capital|region",
+    "history": r"histor|past|era|chronicle|ancient|war",
+    "lore": r"legend|myth|stor(y|ies)|tale|folklore",
+    "law": r"\blaw|legal|rule|custom",
+    "science": r"scien|engineer|physic|chemi|astronom|nature",
+    "backgrounds": r"background|lineage",
     "species": r"species|race|folk|elves|dwarves|people",
 }
+"""Free-text aliases accepted in ``NpcSettings.domains`` ("weapons" -> items); each word maps to one domain."""
+RELEVANCE_MIN_COSINE = 0.35
+"""A prior passage grounds a backstory only this close to the NPC's role and background: measured on
+the shipped prior, on-topic passages score 0.36-0.58 (blacksmith -> smith's tools, scout -> scout,
+mage -> Mage Hand) and unrelated ones stay below 0.31 (lighthouse keeper -> GeoNames cities 0.15-0.19)."""
 STYLE_TRAITS = {
     "gruff": r"grump|gruff|surly|blunt|stern|taciturn|rude|cranky|harsh|wary",
     "friendly": r"friend|warm|cheer|kind|jovial|talkative|gentle|merry|generous",
@@ -89,6 +104,8 @@ class NpcSettings(BaseModel):
     age: int | None = Field(None, ge=16, le=400)
     template: str | None = Field(None, min_length=1, max_length=80, description="character repository template id")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    world_id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{2,62}$",
+                                 description="one of your worlds: the NPC's day is spent at its real places")
 
     @field_validator("traits", "domains", "appearance")
     @classmethod
@@ -97,6 +114,15 @@ class NpcSettings(BaseModel):
             if not isinstance(v, str) or not v.strip() or len(v) > 60:
                 raise ValueError(f"each entry must be 1-60 characters, got {v!r}")
         return [v.strip() for v in values]
+
+    @field_validator("domains")
+    @classmethod
+    def _known_domains(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if domain_of(v) is None:
+                raise ValueError(f"`domains` entries must be knowledge domains ({', '.join(KB_DOMAINS)}) or a word "
+                                 f"naming one (weapons, travel, trade, ...), got {v!r}")
+        return values
 
     @field_validator("species")
     @classmethod
@@ -138,6 +164,8 @@ class NpcProfile:
     unmatched_hints: list[str] = field(default_factory=list)
     seed: int = 0
     owner: str | None = None
+    world: dict[str, Any] | None = None
+    """Where the NPC lives: ``{world_id, version, home, work, places}`` when placed in a world."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,48 +187,97 @@ def settings_seed(settings: NpcSettings, user_id: str | None) -> int:
     """The seed of generation: the user's, or one derived from their settings (stable across runs)."""
     if settings.seed is not None:
         return settings.seed
-    blob = f"{user_id}\x00{settings.model_dump_json()}"
+    fields = settings.model_dump_json(exclude={"world_id"} if settings.world_id is None else None)  # seeds as before
+    blob = f"{user_id}\x00{fields}"
     return int(hashlib.sha256(blob.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
+def domain_of(word: str) -> str | None:
+    """The knowledge domain a chosen domain names: itself when it is one, else its alias's, else None."""
+    w = word.strip().lower()
+    if w in KB_DOMAINS:
+        return w
+    return next((d for d, pattern in DOMAIN_WORDS.items() if re.search(pattern, w, re.I)), None)
+
+
 def kb_domains_for(words: Sequence[str], fallback: Sequence[str]) -> list[str]:
-    """Knowledge-base domains behind free-text domains ("weapons" -> items); the template's if none match."""
-    out = []
-    for w in words:
-        if w.lower() in KB_DOMAINS:
-            out.append(w.lower())
-            continue
-        for domain, pattern in DOMAIN_WORDS.items():
-            if re.search(pattern, w, re.I):
-                out.append(domain)
-    out = list(dict.fromkeys(out)) or list(fallback)
+    """The knowledge domains of an NPC: exactly the ones the user chose ("weapons" -> items), the template's
+    when none were chosen; plus ``general``, where the NPC's and the user's own facts are filed by default."""
+    out = list(dict.fromkeys(d for d in map(domain_of, words) if d is not None)) or list(fallback)
     return out + (["general"] if "general" not in out else [])
 
 
 def retrieve_grounding(kb: Retriever, scope: Any, role: str, domains: Sequence[str], kb_domains: Sequence[str],
-                       species_name: str, background: str, k: int = 2) -> list[dict[str, Any]]:
-    """Passages the backstory stands on: role + each domain, the species, the SRD background named."""
-    queries: list[tuple[str, str, list[str] | None]] = []
-    for d in domains or kb_domains[:2]:
-        queries.append(("expertise", f"{d} {role}", [x for x in kb_domains if x != "general"] or None))
-    queries.append(("species", f"{species_name} traits", ["species"]))
-    srd_bg = next((b for b in ("acolyte", "criminal", "sage", "soldier") if b in (background + " " + role).lower()), None)
+                       species_name: str, background: str, k: int = 2, traits: Sequence[str] = (),
+                       npc_id: str | None = None) -> list[dict[str, Any]]:
+    """Passages the backstory stands on, each one it will actually cite.
+
+    Retrieval is driven by who the NPC is: its role, background and traits (plus the user's alias
+    words such as "weapons") against the NPC's and the user's own facts (``scope`` without the prior;
+    facts attached to ``npc_id`` are always the NPC's own) and against the prior filtered by the
+    chosen domains. A prior passage counts only above ``RELEVANCE_MIN_COSINE`` and when it reads as a
+    short fact (no stat blocks), so a lighthouse keeper is not grounded in a random GeoNames city.
+    The species and a named SRD background (word match) are cited for the NPC's own kind and past.
+    """
+    chosen = {domain_of(d) for d in domains}
+    aliases = [d for d in domains if d.strip().lower() not in KB_DOMAINS]  # "weapons" says more than "items"
+    about = " ".join([role, *aliases, background]).strip()
+    seen: set[int] = set()
+    out: list[dict[str, Any]] = []
+
+    def keep(hit: Any, purpose: str, query: str) -> None:
+        seen.add(int(hit.id))
+        out.append({"id": int(hit.id), "source": hit.source, "entity": hit.entity, "domain": hit.domain,
+                    "purpose": purpose, "query": query, "text": hit.text,
+                    "cosine": round(float(getattr(hit, "cosine", 0.0)), 3)})
+
+    if scope is not None and is_dataclass(scope) and (scope.user_id or npc_id or scope.npc_id):
+        own_scope = replace(scope, npc_id=npc_id or scope.npc_id, include_prior=False)
+        query = " ".join([about, *traits]).strip()
+        for hit in kb.search(query, own_scope, k=3):
+            attached = npc_id is not None and hit.npc_id == npc_id
+            relevant = attached or hit.cosine >= RELEVANCE_MIN_COSINE
+            if hit.id not in seen and relevant and _clause(hit.text, hit.entity):
+                keep(hit, "own", query)
+    filter_ = [d for d in kb_domains if d != "general" or "general" in chosen]
+    if filter_:
+        for hit in kb.search(about, scope, domains=filter_, k=k + 2):
+            if (len([c for c in out if c["purpose"] == "expertise"]) < k and hit.id not in seen
+                    and hit.user_id is None and hit.npc_id is None
+                    and hit.cosine >= RELEVANCE_MIN_COSINE and _clause(hit.text, hit.entity)):
+                keep(hit, "expertise", about)
+    query = f"{species_name} traits size"
+    sized = [h for h in kb.search(query, scope, domains=["species"], k=4) if h.id not in seen and _species_size(h.text)]
+    for hit in sorted(sized, key=lambda h: not h.entity.lower().startswith(species_name.lower()))[:1]:
+        keep(hit, "species", query)
+    srd_bg = next((b for b in ("acolyte", "criminal", "sage", "soldier")
+                   if re.search(rf"\b{b}\b", f"{background} {role}", re.I)), None)
     if srd_bg:
-        queries.append(("background", srd_bg.capitalize(), ["backgrounds"]))
-    seen, out = set(), []
-    for purpose, query, doms in queries:
-        for hit in kb.search(query, scope, domains=doms, k=k):
-            if hit.id in seen:
-                continue
-            seen.add(hit.id)
-            out.append({"id": int(hit.id), "source": hit.source, "entity": hit.entity, "domain": hit.domain,
-                        "purpose": purpose, "query": query, "text": hit.text})
+        for hit in kb.search(srd_bg.capitalize(), scope, domains=["backgrounds"], k=1):
+            if hit.id not in seen and hit.entity.lower() == srd_bg:
+                keep(hit, "background", srd_bg.capitalize())
     return out
 
 
-def _first_sentence(text: str, limit: int = 220) -> str:
-    sentence = re.split(r"(?<=[.!?])\s+", text.strip())[0]
-    return sentence if len(sentence) <= limit else sentence[:limit].rsplit(" ", 1)[0] + "..."
+STAT_LABEL = re.compile(r"(?:^|\s)[A-Z][A-Za-z']*(?: [A-Z(][A-Za-z')]*)*: ")
+"""'Ability Scores: ', 'Creature Type: ': the labels of SRD stat blocks, which make poor backstory clauses."""
+
+
+def _clause(text: str, entity: str | None = None, limit: int = 160) -> str | None:
+    """A passage as one short grounded clause ("the lighthouse lamp was lit in 1887"), or None when it is
+    a stat block, an editor's note or too long to read as a clause."""
+    if entity and text.startswith(f"{entity}:"):
+        text = text[len(entity) + 1:]
+    sentence = re.split(r"(?<=[.!?])\s+", text.strip())[0].strip().rstrip(".!?;: ")
+    if len(sentence) < 12 or len(sentence) > limit or STAT_LABEL.search(sentence) or "Foundry" in sentence:
+        return None
+    return sentence[0].lower() + sentence[1:] if re.match(r"^(The|A|An|It|This|These|Its)\b", sentence) else sentence
+
+
+def _species_size(text: str) -> str | None:
+    """'small (about 3-4 feet tall)' from an SRD species passage's 'Size:' line."""
+    m = re.search(r"Size:\s*(Tiny|Small|Medium|Large)(?:\s*(\([^)]{3,60}\)))?", text)
+    return None if m is None else m.group(1).lower() + (f" {m.group(2)}" if m.group(2) else "")
 
 
 def _name(rng: np.random.Generator, species: str) -> str:
@@ -240,7 +317,9 @@ def _voice(rng: np.random.Generator, prefs: VoicePrefs | None, sex: str, age: in
 def _backstory(name: str, pronoun: str, age: int, species: str, role: str, category: str, background: str,
                traits: list[str], domains: list[str], citations: list[dict[str, Any]], rng: np.random.Generator
                ) -> tuple[str, list[str]]:
-    """Backstory sentences and motives; each sentence that states a fact cites its passage as [kb:<id>]."""
+    """Backstory sentences and motives from the role, background and traits; each sentence that states a
+    fact of a passage says it as a short clause and cites it as [kb:<id>]. Motives name the role and the
+    chosen domains, never a passage's subject (a random city is no one's life goal)."""
     role_np = role if re.match(r"^(a|an|the)\b", role, re.I) else f"{_article(role)} {role}"
     sentences = [f"{name} is {_article(species)} {species.lower()}, {age} years old, and works as {role_np}.",
                  f"People who know {name} call {_obj(pronoun)} {traits[0]}"
@@ -248,41 +327,35 @@ def _backstory(name: str, pronoun: str, age: int, species: str, role: str, categ
     if domains:
         sentences.append(f"As {role_np}, {pronoun} {'deal' if pronoun == 'they' else 'deals'} in "
                          f"{', '.join(domains)} every day.")
-    species_cited = False
+    by_purpose: dict[str, list[dict[str, Any]]] = {}
     for c in citations:
-        fact = _fact(c)
-        if c["purpose"] == "species" and not species_cited:
-            species_cited = True
-            sentences.append(f"What the lore says of {pronoun_pos(pronoun)} people, the {c['entity'] or species}: "
-                             f"{fact} [kb:{c['id']}]")
-        elif c["purpose"] == "background":
-            sentences.append(f"{name} came up as {_article(c['entity'])} {c['entity'].lower()}: {fact} [kb:{c['id']}]")
+        by_purpose.setdefault(c["purpose"], []).append(c)
+    for c in by_purpose.get("species", [])[:1]:
+        size = _species_size(c["text"])
+        if size:
+            sentences.append(f"{name} is {size}, like all {species.lower()} folk [kb:{c['id']}].")
+    for c in by_purpose.get("background", [])[:1]:
+        sentences.append(f"{name} came up as {_article(c['entity'])} {c['entity'].lower()} [kb:{c['id']}].")
     if background:
         sentences.append(f"{name}'s past: {background.strip().rstrip('.')}.")
-    expertise = [c for c in citations if c["purpose"] == "expertise"]
-    if expertise:
-        sentences.append(f"Years of work taught {name} the trade: " + " ".join(
-            f"{_fact(c)} [kb:{c['id']}]" for c in expertise[:3]))
-    things = [c["entity"] for c in expertise if c["entity"]] or ["the trade"]
-    pick = things[int(rng.integers(len(things)))]
-    goal = {"craft": f"make {_article(pick)} {pick.lower()} worthy of legend",
-            "study": f"understand {pick} better than any scholar alive",
-            "watch": f"keep the town safe, whatever {pick} may bring"}.get(category, f"learn all there is to know of {pick}")
+    own = [(c, _clause(c["text"], c["entity"])) for c in by_purpose.get("own", [])[:3]]
+    if any(clause for _, clause in own):
+        sentences.append(" ".join(f"{name} knows that {clause} [kb:{c['id']}]." for c, clause in own if clause))
+    expertise = [(c, _clause(c["text"], c["entity"])) for c in by_purpose.get("expertise", [])[:3]]
+    if any(clause for _, clause in expertise):
+        sentences.append(f"Years as {role_np} taught {name} the trade: "
+                         + "; ".join(f"{clause} [kb:{c['id']}]" for c, clause in expertise if clause) + ".")
+    topics = ", ".join(domains) if domains else f"the {role.lower()}'s trade"
+    goal = {"craft": f"make work worthy of legend as {role_np}",
+            "study": f"understand {topics} better than any scholar alive",
+            "watch": f"keep the people safe as {role_np}, whatever comes"}.get(
+                category, f"keep faith with {pronoun_pos(pronoun)} work as {role_np}")
     motives = [goal,
                ["earn enough coin to retire in peace", "win the respect of a rival", "protect the people nearby",
                 "uncover what really happened in the old days", "pay back an old debt"][int(rng.integers(5))],
-               f"share what {pronoun} knows about {', '.join(dict.fromkeys(things[:2]))} with those who ask"]
+               f"share what {pronoun} knows of {topics} with those who ask"]
     sentences.append(f"Above all, {name} wants to {motives[0]}, and to {motives[1]}.")
     return " ".join(sentences), motives
-
-
-def _fact(citation: dict[str, Any]) -> str:
-    """The passage's first sentence without its 'Subject:' prefix (the passage id is cited beside it)."""
-    text = citation["text"]
-    prefix = f"{citation['entity']}:"
-    if citation["entity"] and text.startswith(prefix):
-        text = text[len(prefix):]
-    return _first_sentence(text)
 
 
 def pronoun_pos(pronoun: str) -> str:
@@ -318,6 +391,7 @@ class NpcPlan:
     appearance_hints: list[str]
     voice_prefs: dict[str, Any] | None
     user_id: str | None = None
+    world_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -358,18 +432,22 @@ def plan_npc(settings: NpcSettings, template: CharacterTemplate | None = None, n
         domains=settings.domains, kb_domains=kb_domains_for(settings.domains, CATEGORY_DOMAINS.get(category, template.domains)),
         background=settings.background or "", style=style, template=template.to_dict(),
         appearance_hints=settings.appearance,
-        voice_prefs=settings.voice.model_dump(exclude_none=True) if settings.voice else None, user_id=user_id)
+        voice_prefs=settings.voice.model_dump(exclude_none=True) if settings.voice else None, user_id=user_id,
+        world_id=settings.world_id)
 
 
 def retrieve_for(plan: NpcPlan, kb: Retriever, scope: Any = None) -> list[dict[str, Any]]:
     """The passages a plan's backstory cites (``retrieve_grounding`` with the plan's role, domains, species)."""
     species = srd_species()[plan.species]["name"].split(",")[0]
     return retrieve_grounding(kb, scope, plan.role, plan.domains, plan.kb_domains, species,
-                              plan.background or plan.template["name"])
+                              plan.background or plan.template["name"], traits=plan.traits, npc_id=plan.npc_id)
 
 
-def write_profile(plan: NpcPlan, citations: list[dict[str, Any]]) -> NpcProfile:
-    """Backstory, motives, dialogue style, voice, behaviour and body for a plan. Implements NPC-b1."""
+def write_profile(plan: NpcPlan, citations: list[dict[str, Any]], places: Sequence[Any] | None = None) -> NpcProfile:
+    """Backstory, motives, dialogue style, voice, behaviour and body for a plan. Implements NPC-b1.
+
+    ``places`` (``world_knowledge.WorldPlaces`` of ``plan.world_id``) put the schedule at real places.
+    """
     rng = np.random.default_rng([plan.seed, 1])
     species = srd_species()[plan.species]
     species_name = species["name"].split(",")[0]
@@ -378,19 +456,43 @@ def write_profile(plan: NpcPlan, citations: list[dict[str, Any]]) -> NpcProfile:
                                     plan.background, plan.traits, plan.domains, citations, rng)
     body, unmatched = sample_appearance(rng, plan.species, species, plan.sex, plan.age, plan.category,
                                         plan.template.get("abilities") or {}, plan.appearance_hints)
-    schedule = daily_schedule(rng, plan.category, plan.traits)
+    user_role = plan.role if plan.role != plan.template.get("role") else None  # the template's own routine fits it
+    schedule = daily_schedule(rng, plan.category, plan.traits, user_role, role_category(plan.role) is not None)
     behaviour = {"schedule": schedule, "idle": idle_behaviours(rng, plan.traits, plan.style),
                  "reactions": reactions(plan.traits, plan.style),
                  "routines": [f"{b['activity']} at the {b['place']} from {b['start']} to {b['end']}"
                               for b in schedule if b["activity"] != "sleep"]}
     prefs = VoicePrefs.model_validate(plan.voice_prefs) if plan.voice_prefs else None
-    return NpcProfile(
+    profile = NpcProfile(
         npc_id=plan.npc_id, name=plan.name, role=plan.role, species=plan.species, sex=plan.sex, age=plan.age,
         traits=plan.traits, domains=plan.domains, kb_domains=plan.kb_domains, template=plan.template["id"],
         category=plan.category, background=plan.background, backstory=backstory, motives=motives,
         citations=citations, dialogue_style=_dialogue_style(plan, rng),
         voice=_voice(rng, prefs, plan.sex, plan.age, plan.species, plan.traits, body.height_m), behaviour=behaviour,
         appearance=body.to_dict(), unmatched_hints=unmatched, seed=plan.seed, owner=plan.user_id)
+    return place_in_world(profile, places) if places is not None else profile
+
+
+def place_in_world(profile: NpcProfile, places: Sequence[Any]) -> NpcProfile:
+    """The profile with its schedule at real places of a world (home, work, market...), its routines
+    naming them, and ``world`` knowledge in its dialogue domains. A profile without a world is unchanged
+    elsewhere; this is what NPC-b1 behaviour "in the world" means once a world exists."""
+    if not len(places):
+        raise ValueError("`places` must not be empty: the world has no named places")
+    schedule, chosen = place_schedule(profile.behaviour["schedule"], places, profile.seed)
+    awake = [b for b in schedule if b["activity"] != "sleep"]
+    home = chosen.get("home") or next((b["place"] for b in schedule if b["activity"] == "sleep"), None)
+    hours: dict[str, float] = {}
+    for b in awake:
+        if b.get("place_kind") != "home":  # a priest lives and works at the temple: work is where the day goes
+            hours[b["place"]] = hours.get(b["place"], 0.0) + b["hours"]
+    work = max(hours, key=lambda p: hours[p], default=home)
+    behaviour = {**profile.behaviour, "schedule": schedule,
+                 "routines": [f"{b['activity']} at {b['place']} from {b['start']} to {b['end']}" for b in awake]}
+    world = {"world_id": getattr(places, "world_id", None), "version": getattr(places, "version", None),
+             "home": home, "work": work, "places": chosen}
+    kb_domains = profile.kb_domains + (["world"] if "world" not in profile.kb_domains else [])
+    return NpcProfile(**{**profile.to_dict(), "behaviour": behaviour, "world": world, "kb_domains": kb_domains})
 
 
 def _dialogue_style(plan: NpcPlan, rng: np.random.Generator) -> dict[str, Any]:
@@ -412,10 +514,12 @@ def _dialogue_style(plan: NpcPlan, rng: np.random.Generator) -> dict[str, Any]:
 
 
 def generate_profile(settings: NpcSettings, template: CharacterTemplate | None, kb: Retriever | None,
-                     scope: Any = None, npc_id: str | None = None, user_id: str | None = None) -> NpcProfile:
-    """plan -> retrieve -> write in one call (the flow runs the three as tasks). ``kb`` None cites nothing."""
+                     scope: Any = None, npc_id: str | None = None, user_id: str | None = None,
+                     places: Sequence[Any] | None = None) -> NpcProfile:
+    """plan -> retrieve -> write in one call (the flow runs the three as tasks). ``kb`` None cites nothing;
+    ``places`` are the named places of ``settings.world_id`` (``world_knowledge.world_places``)."""
     plan = plan_npc(settings, template, npc_id, user_id)
-    return write_profile(plan, retrieve_for(plan, kb, scope) if kb is not None else [])
+    return write_profile(plan, retrieve_for(plan, kb, scope) if kb is not None else [], places)
 
 
 def appearance_glb(profile: NpcProfile) -> bytes:

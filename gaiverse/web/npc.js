@@ -1,10 +1,12 @@
 // The NPC page: talk with an NPC over /npc/ws by text, push-to-talk voice, clicks, keys and gamepad;
 // stream its text, play its sentences (WebAudio) and move its face with the visemes in sync with the audio.
 import { $, api, apiKey, authHeaders, el, requireSignIn } from '/web/common.js';
+import { setupCreate, showProfile } from '/web/npc_create.js';
 import { createNpcScene } from '/web/npc_scene.js';
 
 const params = new URLSearchParams(window.location.search);
-const npcId = params.get('npc') || 'sage';
+let npcId = params.get('npc') || 'sage';   // changes when you create an NPC and start talking to it
+const PRESETS = new Set(['sage', 'innkeeper', 'monster_hunter', 'archmage']);
 const MIC_RATE = 16000;
 const KEYS = new Set(['e', 'q', 'g', 't', 'f', 'Escape']);
 
@@ -40,13 +42,41 @@ function send(message) {
 
 function connect() {
   const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';
-  socket = new WebSocket(`${scheme}://${window.location.host}/npc/ws?npc=${encodeURIComponent(npcId)}`);
-  socket.addEventListener('open', () => socket.send(JSON.stringify({ type: 'auth', key: apiKey() })));
-  socket.addEventListener('message', (msg) => onEvent(JSON.parse(msg.data)));
-  socket.addEventListener('close', (ev) => {
+  const ws = new WebSocket(`${scheme}://${window.location.host}/npc/ws?npc=${encodeURIComponent(npcId)}`);
+  socket = ws;
+  ws.addEventListener('open', () => ws.send(JSON.stringify({ type: 'auth', key: apiKey() })));
+  ws.addEventListener('message', (msg) => { if (ws === socket) onEvent(JSON.parse(msg.data)); });
+  ws.addEventListener('close', (ev) => {
+    if (ws !== socket) return;  // a conversation we left for another NPC
     $('conn').textContent = `closed ${ev.code}`;
     $('conn').className = 'state closed';
   });
+}
+
+/** Talk to another NPC without reloading the page (used right after creating one). */
+function switchNpc(id) {
+  const old = socket;
+  npcId = id;
+  socket = null;
+  if (old) old.close(1000);
+  timeline.length = 0;
+  pendingVisemes.clear();
+  npcLine = null;
+  $('chat').replaceChildren();
+  $('chat-error').textContent = '';
+  $('conn').textContent = 'connecting';
+  $('conn').className = 'state';
+  $('npc-select').value = id;
+  window.history.replaceState(null, '', `?npc=${encodeURIComponent(id)}`);
+  window.npcPage.npcId = id;
+  connect();
+}
+
+/** A newly created NPC: into the picker, then straight into a conversation with it. */
+function onCreated(npc) {
+  const select = $('npc-select');
+  if (![...select.options].some((o) => o.value === npc.npc_id)) select.append(new Option(`${npc.name}, ${npc.role}`, npc.npc_id));
+  switchNpc(npc.npc_id);
 }
 
 function onEvent(ev) {
@@ -249,6 +279,8 @@ function frame() {
 
 async function main() {
   await requireSignIn();
+  window.npcPage.npcId = npcId;
+  const creating = setupCreate(onCreated);
   const select = $('npc-select');
   try {  // the user's generated NPCs (POST /npcs) join the presets
     for (const n of await api('/npcs')) select.append(new Option(`${n.name}, ${n.role}`, n.npc_id));
@@ -269,6 +301,8 @@ async function main() {
   }
   connect();
   requestAnimationFrame(frame);
+  await creating;
+  if (!PRESETS.has(npcId)) showProfile(npcId).catch(() => { /* not one of yours: the socket says why */ });
 }
 
 main();

@@ -4,12 +4,13 @@ train-lipsync | lipsync-targets`` (mounted by gaiverse.cli)."""
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from gaiverse.cli_support import configure_logging, fail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Personalized avatars")
 eval_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluate avatar models")
@@ -17,16 +18,6 @@ eval_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluat
 
 def _emit(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def _fail(reason: str) -> None:
-    typer.echo(f"error: {reason}", err=True)
-    raise typer.Exit(2)
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @eval_app.command("avatar-policy")
@@ -40,11 +31,11 @@ def eval_avatar_policy_cmd(
     """Satisfaction of the PPO decision policy vs the heuristic baseline on held-out users (AV-b3)."""
     from gaiverse.avatar.evaluate import evaluate_avatar_policy
 
-    _logging(verbose)
+    configure_logging(verbose)
     try:
         _emit(evaluate_avatar_policy(policy, users=users, seed=seed))
     except FileNotFoundError as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 @app.command("train-policy")
@@ -60,7 +51,7 @@ def train_policy_cmd(
 
     from gaiverse.avatar.policy_training import PolicyTrainConfig, train_policy
 
-    _logging(verbose)
+    configure_logging(verbose)
     with Progress(transient=True) as bar:
         task = bar.add_task("PPO", total=iterations)
         policy, curve = train_policy(PolicyTrainConfig(iterations=iterations, batch_users=batch_users, seed=seed),
@@ -86,17 +77,17 @@ def decide_cmd(
     from gaiverse.avatar.preferences import parse_preferences
 
     if len(skin) != 7 or not skin.startswith("#"):
-        _fail(f"--skin must be a hex colour like #c68c6a, got {skin!r}")
+        fail(f"--skin must be a hex colour like #c68c6a, got {skin!r}")
     try:
         rgb = np.array([int(skin[i:i + 2], 16) for i in (1, 3, 5)]) / 255.0
     except ValueError:
-        _fail(f"--skin must be a hex colour like #c68c6a, got {skin!r}")
+        fail(f"--skin must be a hex colour like #c68c6a, got {skin!r}")
     analysis = CaptureAnalysis(skin_lab=tuple(srgb_to_lab(rgb)), f0_median_hz=f0, height_m=height)
     prefs = parse_preferences(wishes)
     try:
         chosen = PolicyDecider.load(policy or DEFAULT_POLICY_DIR).decide(analysis, prefs)
     except FileNotFoundError as err:
-        _fail(str(err))
+        fail(str(err))
     _emit({"parsed": prefs.matched, "policy": chosen.to_json(),
            "heuristic": HeuristicDecider().decide(analysis, prefs).to_json()})
 
@@ -116,9 +107,9 @@ def train_lipsync_cmd(
 
     from gaiverse.avatar.lipsync_training import LipsyncTrainConfig, run_training
 
-    _logging(verbose)
+    configure_logging(verbose)
     if not targets.is_file():
-        _fail(f"--targets {targets} does not exist (make it with `gaiverse avatar lipsync-targets`)")
+        fail(f"--targets {targets} does not exist (make it with `gaiverse avatar lipsync-targets`)")
     with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("lip-sync", total=4 * steps)
         summary = run_training(targets, out, LipsyncTrainConfig(steps=steps, seed=seed),
@@ -139,7 +130,7 @@ def lipsync_targets_cmd(
     try:
         clips = [extract_targets(v, method=method) for v in videos]
     except ValueError as err:
-        _fail(str(err))
+        fail(str(err))
     save_targets(out, clips)
     _emit({"out": str(out), "clips": [{"name": c.name, "frames": c.n_frames, "method": c.method} for c in clips]})
 
@@ -154,8 +145,8 @@ def eval_avatar_lipsync_cmd(
     """Lip-sync of the shipped model vs the energy-driven mouth on real video (correlation, MAE, A/V offset)."""
     from gaiverse.avatar.lipsync_eval import evaluate_lipsync
 
-    _logging(verbose)
+    configure_logging(verbose)
     try:
         _emit(evaluate_lipsync(video, checkpoint))
     except (FileNotFoundError, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))

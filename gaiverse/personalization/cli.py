@@ -20,6 +20,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gaiverse.cli_support import configure_logging, fail
+
 log = logging.getLogger(__name__)
 eval_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline evaluations on data not trained on")
 tasks_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The task repository (PER-b1, PER-d2)")
@@ -33,16 +35,6 @@ def _eval_group() -> None:
 @tasks_app.callback()
 def _tasks_group() -> None:
     """The task repository (PER-b1, PER-d2)."""
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _fail(reason: object) -> None:
-    sys.stderr.write(f"error: {str(reason).splitlines()[0]}\n")
-    raise typer.Exit(2)
 
 
 def recommend_command(
@@ -64,19 +56,19 @@ def recommend_command(
     from gaiverse.personalization.implicit_feedback import RankingModelConfig
     from gaiverse.personalization.interaction_log import InteractionLogError
 
-    _logging(verbose)
+    configure_logging(verbose)
     if interactions is None and (train is None or test is None):
-        _fail("give --interactions PATH, or both --train PATH and --test PATH")
+        fail("give --interactions PATH, or both --train PATH and --test PATH")
     if interactions is not None and (train is not None or test is not None):
-        _fail("give either --interactions or --train/--test, not both")
+        fail("give either --interactions or --train/--test, not both")
     if not 0.0 < validation_fraction < 1.0:
-        _fail(f"--validation-fraction must be in (0, 1), got {validation_fraction}")
+        fail(f"--validation-fraction must be in (0, 1), got {validation_fraction}")
     config = RecommendEvalConfig(k=k, train_fraction=train_fraction, seed=seed, n_bootstrap=n_bootstrap,
                                  model=RankingModelConfig(validation_fraction=validation_fraction, seed=seed))
     try:
         result = evaluate_recommend(interactions, train=train, test=test, item_context=items, config=config)
     except (InteractionLogError, OSError, ValueError) as err:
-        _fail(err)
+        fail(err)
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
@@ -165,7 +157,7 @@ def generate_command(user: str = typer.Option(..., "--user", help="account id (u
     try:
         quests = service.generate(user, n)
     except (ConsentRequired, ValueError) as err:
-        _fail(err)
+        fail(err)
     for quest in quests:
         typer.echo(f"{quest.task.task_id}  {quest.task.title}\n  {quest.task.description}")
 

@@ -155,7 +155,7 @@ def voice_messages(text: str, cache: dict) -> list[dict]:
     return cache[text]
 
 
-def bench_sequential(report: Report, base: str, key: str, turns: int) -> dict:
+def bench_sequential(report: Report, base: str, key: str, turns: int, voice_turns: int | None = None) -> dict:
     import ray
 
     from ray_actors.npc_runtime import TTS_ACTOR
@@ -170,7 +170,8 @@ def bench_sequential(report: Report, base: str, key: str, turns: int) -> dict:
         ray.get(tts.synthesize.remote(r["text"]))  # non-streaming baseline: whole answer, then whole speech
         baseline.append(r["text_done"] + time.perf_counter() - t0)
     cache: dict = {}
-    voice = [client.turn(voice_messages(VOICE_QUESTIONS[i % len(VOICE_QUESTIONS)], cache)) for i in range(turns)]
+    voice = [client.turn(voice_messages(VOICE_QUESTIONS[i % len(VOICE_QUESTIONS)], cache))
+             for i in range(turns if voice_turns is None else voice_turns)]
     client.close()
     rows = {
         "text: first text token": ([r["first_token"] for r in text], "< 300 ms"),
@@ -181,6 +182,8 @@ def bench_sequential(report: Report, base: str, key: str, turns: int) -> dict:
     }
     gaps = {}
     for name, (samples, goal) in rows.items():
+        if not samples:
+            continue
         extra = {"baseline": baseline, "baseline_name": "non-streaming"} if name == "text: first audio byte" else {}
         row = report.add(name, samples, goal=goal, **extra)
         gaps[name] = {"median_minus_200ms": round(row.median - HUMAN_GAP_S * 1e3, 1),
@@ -189,6 +192,7 @@ def bench_sequential(report: Report, base: str, key: str, turns: int) -> dict:
     report.add("baseline non-streaming: first audio", baseline, goal="(full answer, then full TTS)")
     report.meta["distance_from_human_turn_gap_ms"] = gaps
     report.meta["voice_answers_sample"] = [r.get("text") for r in voice[:5]]
+    report.meta["text_answers_sample"] = [r.get("text") for r in text[:len(TEXT_QUESTIONS)]]
     return gaps
 
 
@@ -228,13 +232,15 @@ def bench_concurrency(report: Report, base: str, admin_key: str, levels: list[in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=50, help="text turns and voice turns (each)")
-    parser.add_argument("--levels", default="1,2,4,8,12", help="concurrent sessions to ramp through")
+    parser.add_argument("--levels", default="1,2,4,8,12", help="concurrent sessions to ramp through ('none': skip)")
+    parser.add_argument("--voice-turns", type=int, default=None, help="voice turns (default: --turns)")
     parser.add_argument("--turns-each", type=int, default=4, help="turns per session at each concurrency level")
     parser.add_argument("--generator", default="extractive", choices=["extractive", "llm", "auto"])
     args = parser.parse_args()
-    levels = [int(x) for x in args.levels.split(",")]
+    levels = [] if args.levels == "none" else [int(x) for x in args.levels.split(",")]
     report = Report("npc", "ray", "faster-whisper", "piper-tts", "fastapi", "websockets", "llama-cpp-python")
     report.meta["generator"] = args.generator
+    report.meta["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
     report.meta["models"] = {"asr": "Whisper base int8 (faster-whisper, greedy, en)",
                              "tts": "Piper en_US-joe-medium", "embedder": "all-MiniLM-L6-v2"}
     with tempfile.TemporaryDirectory(prefix="gaiverse-npc-bench-") as tmp:
@@ -244,11 +250,12 @@ def main() -> None:
             warm = Client(base, key)  # first connection creates the actors and loads the models
             warm.turn([{"type": "text", "text": "Hello!"}])
             warm.close()
-            gaps = bench_sequential(report, base, key, args.turns)
-            sustained = bench_concurrency(report, base, admin_key, levels, args.turns_each)
+            gaps = bench_sequential(report, base, key, args.turns, args.voice_turns)
+            sustained = bench_concurrency(report, base, admin_key, levels, args.turns_each) if levels else None
         finally:
             cleanup()
     report.meta["sustained_sessions"] = sustained
+    report.meta["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     report.finish()
     for name, gap in gaps.items():
         print(f"{name}: median {gap['median_minus_200ms']:+.0f} ms, p95 {gap['p95_minus_200ms']:+.0f} ms "

@@ -25,12 +25,13 @@ from typing import Any, Iterator
 
 from gaiverse.npc.expression import react, visemes
 from gaiverse.npc.generators import ExtractiveGenerator, GenerationRequest, Generator, word_tokens
-from gaiverse.npc.grounding import (GroundedAnswer, GroundingConfig, contradicts, focus_terms, select_answer,
-                                    unsupported_claims)
+from gaiverse.npc.grounding import (NUMERIC_Q, GroundedAnswer, GroundingConfig, contradicts, focus_terms,
+                                    select_answer, unsupported_claims)
+from gaiverse.npc.judging import stated_number
 from gaiverse.npc.knowledge_base import KnowledgeBase, Scope
 from gaiverse.npc.memory import MemoryStore, Turn
 from gaiverse.npc.persona import NpcPersona, line
-from gaiverse.npc.text import sentences
+from gaiverse.npc.text import numbers, sentences, terms
 from gaiverse.npc.understanding import HciSignal, Intent, Understanding
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class NpcAgent:
         if pending.strip():
             yield NpcEvent("sentence", {"text": pending.strip(), "visemes": visemes(pending.strip())})
         reply.text = text_out.strip()
-        if reply.grounded and REFUSAL.search(reply.text) and reply.generator != "extractive":
+        if reply.grounded and REFUSAL.search(reply.text) and reply.generator == self.generator.name != "extractive":
             reply.refused, reply.grounded = True, False
         reply.seconds = time.perf_counter() - started
         mem.record(Turn("npc", reply.text, intent.name))
@@ -240,47 +241,93 @@ class NpcAgent:
             yield from word_tokens(reply.text + (" " if request is not None else ""))
         if request is None:
             return
-        if isinstance(self.generator, ExtractiveGenerator) or not self.config.check_generated:
+        if isinstance(self.generator, ExtractiveGenerator):
             yield from self.generator.stream(request)
             return
-        yield from self._checked(request, reply)
+        lead = self.generator.lead_in(request) if hasattr(self.generator, "lead_in") else ""
+        if lead:  # said at once, while the model evaluates its prompt (the model continues it)
+            yield from word_tokens(lead + " ")
+        if not self.config.check_generated:
+            yield from self.generator.stream(request)
+            return
+        yield from self._checked(request, reply, bool(lead))
 
-    def _checked(self, request: GenerationRequest, reply: Reply) -> Iterator[str]:
-        """Language-model tokens, released a sentence at a time after the sentence passes the fact check."""
-        allowed = [request.question, self.persona.name, self.persona.role]
-        facts = list(request.facts)
-        buffer, emitted = "", False
+    def _checked(self, request: GenerationRequest, reply: Reply, led: bool = False) -> Iterator[str]:
+        """Language-model tokens, released a sentence at a time after the sentence passes the checks.
+
+        A sentence is held back when it states a number or name that neither the answering
+        sentences nor the user's own words contain, gives a numeric question another value than the
+        grounded answer, negates the grounded answer, or declines
+        although the knowledge base answers the question; then the grounded (extractive) answer
+        is said instead. When the model's sentences never carry the answer itself, the grounded
+        sentences follow them.
+        """
+        said_by_user = user_lines(request.memory)
+        allowed = [request.question, self.persona.name, self.persona.role, said_by_user]
+        # numbers and names must come from the answering sentences (or the user), not from any retrieved
+        # passage: those hold values that answer other questions ("51,393,010 is the capital of Kenya")
+        facts = list(request.answer)
+        buffer, emitted, carried = "", False, False
+        numeric = NUMERIC_Q.search(request.question) and numbers(" ".join(request.answer))
+        value = stated_number(request.question, " ".join(request.answer)) if numeric else None
+
+        def check(sent: str) -> None:
+            bad = unsupported_claims(sent, facts, allowed)
+            if value is not None and numbers(sent) and stated_number(request.question, sent) != value:
+                bad.append(f"states another value than {value:g}")
+            if not emitted and contradicts(sent, request.answer):
+                bad.append("negation")
+            if REFUSAL.search(sent):
+                bad.append("declined a grounded question")
+            if bad:
+                raise _Unsupported(sent, bad)
+
+        stream = self.generator.stream(request)
         try:
-            for token in self.generator.stream(request):
+            for token in stream:
                 buffer += token
                 done = sentences(buffer)
                 if len(done) < 2:
                     continue
                 for sent in done[:-1]:
-                    bad = unsupported_claims(sent, facts, allowed)
-                    if not emitted and contradicts(sent, request.answer):
-                        bad.append("negation")
-                    if bad:
-                        raise _Unsupported(sent, bad)
+                    check(sent)
                     yield from word_tokens(sent + " ")
-                    emitted = True
+                    emitted, carried = True, carried or carries_answer(sent, request)
                 buffer = done[-1]
             if buffer.strip():
-                bad = unsupported_claims(buffer, facts, allowed)
-                if not emitted and contradicts(buffer, request.answer):
-                    bad.append("negation")
-                if bad:
-                    raise _Unsupported(buffer, bad)
+                check(buffer)
                 yield from word_tokens(buffer.strip())
-                emitted = True
+                emitted, carried = True, carried or carries_answer(buffer, request)
         except _Unsupported as err:
-            log.info("generated sentence %r states %s, not in the facts", err.sentence, err.claims)
-            if not emitted:
-                reply.generator = f"{self.generator.name}->extractive"
+            log.info("generated sentence %r: %s", err.sentence, err.claims)
+        finally:
+            if hasattr(stream, "close"):
+                stream.close()  # stop generating at once and free the model for the next turn
+        if not emitted or not carried:
+            reply.generator = f"{self.generator.name}{'+' if emitted else '->'}extractive"
+            if led or emitted:  # the lead-in (or the model's own words) already opened the answer
+                if emitted:
+                    yield " "
+                yield from word_tokens(" ".join(request.answer))
+            else:
                 yield from self.fallback.stream(request)
-        if not emitted and not buffer.strip() and reply.generator == self.generator.name:
-            reply.generator = f"{self.generator.name}->extractive"
-            yield from self.fallback.stream(request)
+
+
+def carries_answer(text: str, request: GenerationRequest) -> bool:
+    """True when ``text`` states the grounded answer's substance: for a numeric question the value the
+    answer states for it, else a third (at least one) of the answer's content words the question lacks."""
+    answer = " ".join(request.answer)
+    wanted = numbers(answer)
+    if wanted and NUMERIC_Q.search(request.question):
+        # the value the question points at, not any number of the sentence ("swim 120 ft." vs "speed 30 ft.")
+        return stated_number(request.question, text) == stated_number(request.question, answer)
+    new_terms = set(terms(answer)) - set(terms(request.question)) - set(terms(request.persona.name))
+    return not new_terms or len(new_terms & set(terms(text))) >= max(1, round(len(new_terms) / 3))
+
+
+def user_lines(memory: str) -> str:
+    """The user's own words and actions in a memory summary (not the NPC's earlier answers)."""
+    return "\n".join(line_ for line_ in memory.splitlines() if not line_.startswith("You:"))
 
 
 def _with_article(item: str) -> str:

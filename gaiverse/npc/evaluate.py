@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -118,8 +119,11 @@ def eval_npc(qa_path: Path, kb_path: Path, generator: Literal["extractive", "llm
             scope = Scope(user_id=user, npc_id=agent.persona.id)
             allowed = [item["question"], agent.persona.name, agent.persona.role, agent.persona.greeting]
             t0 = time.perf_counter()
+            if hasattr(gen, "last_first_token_s"):
+                gen.last_first_token_s = None
             reply = agent.respond(user, item["question"])
             latency = time.perf_counter() - t0
+            model_first = getattr(gen, "last_first_token_s", None)
             t0 = time.perf_counter()
             top = kb.search(item["question"], scope, domains=agent.persona.domains, k=1)
             base_latency = time.perf_counter() - t0
@@ -132,6 +136,7 @@ def eval_npc(qa_path: Path, kb_path: Path, generator: Literal["extractive", "llm
                 "answer": reply.text, "judged": verdict.correct, "why": verdict.reason, "refused": reply.refused,
                 "unsupported": [] if reply.refused else _hallucinated(kb, scope, item["question"], reply.text, allowed),
                 "latency_s": round(latency, 4), "first_token_s": round(reply.seconds_to_first_token or latency, 4),
+                "model_first_token_s": None if model_first is None else round(model_first, 4),
                 "generator": reply.generator or "persona", "sources": reply.sources,
                 "baseline_answer": base_answer, "baseline_judged": base_verdict.correct,
                 "baseline_why": base_verdict.reason, "baseline_refused": not top,
@@ -140,7 +145,14 @@ def eval_npc(qa_path: Path, kb_path: Path, generator: Literal["extractive", "llm
             })
             log.info("%d/%d %s -> %s", i + 1, len(items), item["question"], "ok" if verdict.correct else "WRONG")
         metrics = _summary(rows, "")
-        metrics["first_token_p50_s"] = round(float(np.percentile([r["first_token_s"] for r in rows], 50)), 4)
+        first = [r["first_token_s"] for r in rows]
+        metrics["first_token_p50_s"] = round(float(np.percentile(first, 50)), 4)
+        metrics["first_token_p95_s"] = round(float(np.percentile(first, 95)), 4)
+        model_first = [r["model_first_token_s"] for r in rows if r["model_first_token_s"] is not None]
+        if model_first:  # the language model's own first token, after the persona lead-in was said
+            metrics["model_first_token_p50_s"] = round(float(np.percentile(model_first, 50)), 4)
+            metrics["model_first_token_p95_s"] = round(float(np.percentile(model_first, 95)), 4)
+        metrics["generated_share"] = round(sum(r["generator"] == gen.name for r in rows) / len(rows), 4)
         baseline = {"name": "retrieval-top-passage", **_summary(rows, "baseline_")}
         return {
             "eval": "npc",
@@ -150,12 +162,15 @@ def eval_npc(qa_path: Path, kb_path: Path, generator: Literal["extractive", "llm
             "baseline": baseline,
             "lower_is_better": {"accuracy": False, "hallucination": True, "false_refusal_rate": True,
                                 "missed_refusal_rate": True, "latency_p50_s": True, "latency_p95_s": True,
-                                "first_token_p50_s": True},
+                                "first_token_p50_s": True, "first_token_p95_s": True,
+                                **{k: True for k in ("model_first_token_p50_s", "model_first_token_p95_s")
+                                   if k in metrics}},
             "notes": {"refusal_rate": "no direction: correct refusals of out-of-knowledge items count in it; "
                                       "see false_refusal_rate and missed_refusal_rate",
                       "hallucination": "share of non-refused answers stating a number or name absent from "
                                        "the knowledge-base passages retrieved for the question or the answer"},
             "generator": gen.name,
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "kb": {"path": str(kb_path), "passages": kb.count()},
             "seconds": round(time.perf_counter() - started, 2),
             "checkpoint": checkpoint,

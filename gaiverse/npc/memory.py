@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -78,18 +79,26 @@ class UserMemory:
         return "\n".join(lines)
 
 
+SCHEMA = ("CREATE TABLE IF NOT EXISTS {table} (user_id VARCHAR, npc_id VARCHAR, state JSON, "
+          "updated_at TIMESTAMP DEFAULT now(), PRIMARY KEY (user_id, npc_id))")
+
+
 class MemoryStore:
-    """Memories keyed by (user_id, npc_id); persisted to a DuckDB file when ``path`` is given."""
+    """Memories keyed by (user_id, npc_id); persisted to a DuckDB file when ``path`` is given.
+
+    One process owns the file (the dialogue actor); ``_lock`` serialises its writers.
+    """
 
     def __init__(self, path: Path | str | None = None):
         self._mem: dict[tuple[str, str], UserMemory] = {}
         self._lock = threading.Lock()
         self.con = None
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.con = duckdb.connect(str(path))
-            self.con.execute("CREATE TABLE IF NOT EXISTS npc_memory (user_id VARCHAR, npc_id VARCHAR, "
-                             "state JSON, updated_at TIMESTAMP DEFAULT now(), PRIMARY KEY (user_id, npc_id))")
+        self.path = Path(path) if path is not None else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._discard(Path(str(self.path) + ".erasing"))  # a rewrite interrupted by a crash
+            self.con = duckdb.connect(str(self.path))
+            self.con.execute(SCHEMA.format(table="npc_memory"))
 
     def get(self, user_id: str, npc_id: str) -> UserMemory:
         if not user_id or not npc_id:
@@ -120,13 +129,56 @@ class MemoryStore:
                              "VALUES (?, ?, ?, now())", [memory.user_id, memory.npc_id, json.dumps(asdict(memory))])
 
     def forget(self, user_id: str) -> None:
-        """Erase everything remembered about a user (privacy: right to erasure)."""
+        """Erase everything remembered about a user (privacy: right to erasure), leaving no trace in the file.
+
+        DuckDB's DELETE only marks rows deleted: their bytes stay in the database file (and the
+        inserts in its write-ahead log) until the blocks happen to be reused, even after a
+        CHECKPOINT. So the remaining rows are copied into a fresh file that atomically replaces
+        the old one, under the writer lock.
+        """
         with self._lock:
             for key in [k for k in self._mem if k[0] == user_id]:
                 del self._mem[key]
             if self.con is not None:
                 self.con.execute("DELETE FROM npc_memory WHERE user_id = ?", [user_id])
+                self._rewrite()
+
+    def _rewrite(self) -> None:
+        """Replace the file by a fresh copy of its live rows (caller holds ``_lock``)."""
+        assert self.con is not None and self.path is not None
+        fresh = Path(str(self.path) + ".erasing")
+        self._discard(fresh)
+        self.con.execute(f"ATTACH '{_sql_path(fresh)}' AS fresh")
+        try:
+            self.con.execute(SCHEMA.format(table="fresh.npc_memory"))
+            self.con.execute("INSERT INTO fresh.npc_memory SELECT * FROM npc_memory")
+        finally:
+            self.con.execute("DETACH fresh")
+        self.con.close()  # checkpoints the old file and ends its write-ahead log
+        self.con = None
+        try:
+            with open(fresh, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(fresh, self.path)
+            self._discard(Path(str(self.path) + ".wal"))  # already checkpointed: it belongs to the old file
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        finally:
+            self.con = duckdb.connect(str(self.path))
+
+    @staticmethod
+    def _discard(path: Path) -> None:
+        for p in (path, Path(str(path) + ".wal")):
+            p.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self.con is not None:
             self.con.close()
+
+
+def _sql_path(path: Path) -> str:
+    """A file path as a SQL string literal body."""
+    return str(path).replace("'", "''")

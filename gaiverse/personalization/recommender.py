@@ -131,6 +131,33 @@ def adjust_task(task: Task, profile: PreferenceProfile) -> tuple[Task, list[str]
     return adjusted, changes
 
 
+def score_parts(profile: PreferenceProfile, task: Task, current: float, said: dict[str, float],
+                learned: float | None = None) -> tuple[dict[str, float], list[str], list[str]]:
+    """The named score parts of one task, with its liked and disliked tags.
+
+    ``current`` is the task embedding's dot product with the current input's. The one scalar
+    definition of a task's score: the full per-task loop and the indexed fast path's exact
+    re-scoring of its top candidates both call it, so they agree to the last bit.
+    """
+    match, liked, disliked = preference_match(profile, task)
+    asked = sum(said.get(t, 0.0) for t in task.tags)
+    parts = {"preference": match, "relevance": task.observed_relevance(),
+             "current_input": max(0.0, current) + 0.5 * max(-2.0, min(2.0, asked)),
+             "difficulty_fit": 1.0 - abs(task.difficulty - profile.difficulty) / 4.0,
+             "social_fit": 0.5 if task.social == "either"
+             else 1.0 - abs(profile.social - (1.0 if task.social == "group" else 0.0))}
+    if learned is not None:
+        parts["learned"] = learned
+    return parts, liked, disliked
+
+
+def weighted_score(cfg: RecommenderConfig, parts: dict[str, float]) -> float:
+    """The score: the weighted sum of the parts (same order of operations everywhere)."""
+    return (cfg.w_preference * parts["preference"] + cfg.w_relevance * parts["relevance"]
+            + cfg.w_current * parts["current_input"] + cfg.w_difficulty * parts["difficulty_fit"]
+            + cfg.w_social * parts["social_fit"] + cfg.w_learned * parts.get("learned", 0.0))
+
+
 class Recommender:
     """Scores the repository's tasks for a profile. Implements PER-b2, PER-e1, PER-e2."""
 
@@ -182,19 +209,9 @@ class Recommender:
         said = text_signals(profile.current_text).tags if profile.current_text else {}
         scored = []
         for i, task in enumerate(tasks):
-            match, liked, disliked = preference_match(profile, task)
-            asked = sum(said.get(t, 0.0) for t in task.tags)
-            parts = {"preference": match, "relevance": task.observed_relevance(),
-                     "current_input": max(0.0, current[i]) + 0.5 * max(-2.0, min(2.0, asked)),
-                     "difficulty_fit": 1.0 - abs(task.difficulty - profile.difficulty) / 4.0,
-                     "social_fit": 0.5 if task.social == "either"
-                     else 1.0 - abs(profile.social - (1.0 if task.social == "group" else 0.0))}
-            if learned is not None:
-                parts["learned"] = float(learned[i])
-            score = (cfg.w_preference * parts["preference"] + cfg.w_relevance * parts["relevance"]
-                     + cfg.w_current * parts["current_input"] + cfg.w_difficulty * parts["difficulty_fit"]
-                     + cfg.w_social * parts["social_fit"] + cfg.w_learned * parts.get("learned", 0.0))
-            scored.append((score, task, parts, liked, disliked))
+            parts, liked, disliked = score_parts(profile, task, current[i], said,
+                                                 None if learned is None else float(learned[i]))
+            scored.append((weighted_score(cfg, parts), task, parts, liked, disliked))
         scored.sort(key=lambda s: (-s[0], s[1].task_id))
         out = []
         for score, task, parts, liked, disliked in scored[:k]:

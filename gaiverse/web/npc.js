@@ -72,11 +72,48 @@ function switchNpc(id) {
   connect();
 }
 
-/** A newly created NPC: into the picker, then straight into a conversation with it. */
+/** A newly created NPC: into the picker, then straight into a conversation with it (in its world, if any). */
 function onCreated(npc) {
   const select = $('npc-select');
   if (![...select.options].some((o) => o.value === npc.npc_id)) select.append(new Option(`${npc.name}, ${npc.role}`, npc.npc_id));
   switchNpc(npc.npc_id);
+  placeInWorld(npc);
+}
+
+const minutes = (clock) => { const [h, m] = clock.split(':').map(Number); return h * 60 + m; };
+
+/**
+ * Where the NPC is now: the schedule block (placed in the world, so with x/y) covering the browser's
+ * local time; blocks may run past midnight. Without one, its home (world.home) or its first placed block.
+ */
+export function currentPlace(profile, date = new Date()) {
+  const placed = (profile.behaviour?.schedule || []).filter((b) => Number.isFinite(b.x) && Number.isFinite(b.y));
+  const t = date.getHours() * 60 + date.getMinutes();
+  const now = placed.find((b) => {
+    const start = minutes(b.start);
+    const length = (minutes(b.end) - start + 1440) % 1440 || 1440;
+    return (t - start + 1440) % 1440 < length;
+  });
+  const block = now || placed.find((b) => b.place === profile.world?.home) || placed[0];
+  return block && { name: block.place, kind: block.place_kind, x: block.x, y: block.y, activity: block.activity,
+    start: block.start, end: block.end, now: !!now };
+}
+
+/** Stand an NPC placed in a world at its current place in that world's 3D view; others stay on the grid. */
+async function placeInWorld(npc) {
+  const world = npc?.profile?.world;
+  if (!world?.world_id || !world.version) { scene.clearWorld(); return; }
+  const place = currentPlace(npc.profile);
+  if (!place) return;
+  try {
+    const info = await scene.loadWorld(`/worlds/${encodeURIComponent(world.world_id)}/versions/${world.version}/glb`,
+      place, { worldId: world.world_id, version: world.version, npcId: npc.npc_id });
+    window.npcPage.world = { ...info, npc: scene.npcWorldPosition() };
+    $('npc-place').textContent = `${place.now ? place.activity : 'at home'} at ${place.name} · ` +
+      `${world.world_id} v${world.version}`;
+  } catch (err) {
+    $('chat-error').textContent = `world view: ${err.message || err}`;
+  }
 }
 
 function onEvent(ev) {
@@ -180,7 +217,7 @@ function onCanvasClick(event) {
   ensureAudio();
   const hit = scene.pick(event);
   if (!hit) return;
-  line('event', hit.kind === 'npc' ? 'you click the NPC' : `you point at the ${hit.name}`);
+  line('event', hit.kind === 'npc' ? 'you click the NPC' : `you point at ${/^the /i.test(hit.name) ? '' : 'the '}${hit.name}`);
   send({ type: 'hci', kind: 'click', target_kind: hit.kind, ...(hit.kind === 'npc' ? {} : { target: hit.name }) });
 }
 
@@ -302,7 +339,9 @@ async function main() {
   connect();
   requestAnimationFrame(frame);
   await creating;
-  if (!PRESETS.has(npcId)) showProfile(npcId).catch(() => { /* not one of yours: the socket says why */ });
+  if (!PRESETS.has(npcId)) {
+    showProfile(npcId).then(placeInWorld).catch(() => { /* not one of yours: the socket says why */ });
+  }
 }
 
 main();

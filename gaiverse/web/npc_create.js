@@ -44,6 +44,14 @@ async function loadChoices() {
   $('c-template').addEventListener('change', showTemplateDefaults);
 }
 
+/** Your worlds (GET /worlds) for the "World" choice: the NPC's day is then spent at that world's places. */
+async function loadWorlds() {
+  try {
+    const worlds = await api('/worlds');
+    for (const w of worlds) $('c-world').append(new Option(`${w.world_id} (v${w.latest_version})`, w.world_id));
+  } catch { /* no worlds service: NPCs are made without a world */ }
+}
+
 /** The chosen character's role and traits as placeholders: what the NPC gets unless you type your own. */
 function showTemplateDefaults() {
   const chosen = $('c-template').selectedOptions[0];
@@ -66,6 +74,7 @@ function settingsFromForm() {
     age: number('c-age'),
     seed: number('c-seed'),
     npc_id: $('c-npc-id').value.trim() || undefined,
+    world_id: $('c-world').value || undefined,
   };
   const voice = { voice: $('c-voice').value || undefined, pitch_semitones: number('c-pitch'), rate: number('c-rate') };
   if (Object.values(voice).some((v) => v !== undefined)) body.voice = voice;
@@ -230,6 +239,9 @@ export async function showProfile(npcId) {
   motives.append(...p.motives.map((m) => el('li', m)));
   const parts = [top, ...section('Backstory', el('p', p.backstory)), ...section('Motives', motives),
     ...section('Greeting', el('p', p.dialogue_style.greeting || '')), ...section('Daily schedule', schedule)];
+  if (p.world?.world_id) {
+    parts.push(el('p', `lives in world ${p.world.world_id} v${p.world.version}: home ${p.world.home}, works at ${p.world.work}`, 'hint'));
+  }
   if (p.unmatched_hints?.length) parts.push(el('p', `appearance hints not matched: ${p.unmatched_hints.join(', ')}`, 'hint'));
   try {
     const own = await api(`/knowledge/passages?npc_id=${encodeURIComponent(npcId)}&limit=20`);
@@ -248,7 +260,7 @@ export async function showProfile(npcId) {
 export async function setupCreate(onCreated) {
   $('create-form').addEventListener('submit', (event) => submit(event, onCreated));
   try {
-    await loadChoices();
+    await Promise.all([loadChoices(), loadWorlds()]);
   } catch (err) {
     $('create-error').textContent = `cannot load the choices: ${err instanceof ApiError ? err.detail : err.message}`;
   }

@@ -93,11 +93,15 @@ export function createNpcScene(canvas, headers) {
   const viewer = createViewer(canvas, { headers });
   const { scene, camera, controls } = viewer;
   const clickable = [];
+  // The NPC and its props stand on a stage: at the origin on the grid, or at the NPC's place in its world.
+  const stage = new THREE.Group();
+  stage.name = 'stage';
+  scene.add(stage);
   for (const p of PROPS) {
     const mesh = new THREE.Mesh(p.make(), new THREE.MeshStandardMaterial({ color: p.color }));
     mesh.position.set(...p.pos);
     mesh.userData = { kind: 'object', name: p.name };
-    scene.add(mesh);
+    stage.add(mesh);
     clickable.push(mesh);
   }
   let npc = builtinHead();
@@ -112,7 +116,7 @@ export function createNpcScene(canvas, headers) {
     npc = root;
     root.traverse((n) => { n.userData = { kind: 'npc', name: 'npc' }; if (n.morphTargetDictionary) faces.push(n); });
     clickable.push(root);
-    scene.add(root);
+    stage.add(root);
   }
   adopt(npc);
   camera.position.set(0, 1.6, 3.2);
@@ -122,10 +126,11 @@ export function createNpcScene(canvas, headers) {
 
   async function loadGlb(url) {
     const gltf = await viewer.load(url);
-    scene.remove(npc);
+    npc.removeFromParent();
     clickable.splice(clickable.indexOf(npc), 1);
     faces = [];
     adopt(gltf.scene);
+    if (world) frameOnNpc();  // viewer.load framed the model at the origin
     mixer = new THREE.AnimationMixer(gltf.scene);
     clips = Object.fromEntries(gltf.animations.map((c) => [c.name, mixer.clipAction(c)]));
     if (clips.idle) clips.idle.play();
@@ -185,13 +190,179 @@ export function createNpcScene(canvas, headers) {
 
   // Where the built-in NPC's face is on screen (for tests and for pointing the camera).
   function screenOf(kind, name) {
-    const obj = kind === 'npc' ? npc.getObjectByName('head') || npc : clickable.find((o) => o.userData.name === name);
-    const p = new THREE.Vector3();
-    obj.getWorldPosition(p);
-    p.project(camera);
     const rect = canvas.getBoundingClientRect();
-    return { x: rect.left + (p.x + 1) / 2 * rect.width, y: rect.top + (1 - p.y) / 2 * rect.height };
+    const toScreen = (p) => ({ x: rect.left + (p.x + 1) / 2 * rect.width, y: rect.top + (1 - p.y) / 2 * rect.height });
+    if (kind === 'npc') {
+      const p = new THREE.Vector3();
+      (npc.getObjectByName('head') || npc).getWorldPosition(p);
+      return toScreen(p.project(camera));
+    }
+    // An object: a point of its bounding box that a click there really picks (a building's meshes sit at
+    // the origin with world-space vertices, and the NPC may stand in front of its middle).
+    const parts = clickable.filter((o) => o.userData.name === name);
+    const box = new THREE.Box3();
+    parts.forEach((o) => box.expandByObject(o));
+    const c = box.getCenter(new THREE.Vector3());
+    const candidates = [c];
+    for (const fy of [0.5, 0.8, 0.3]) {
+      for (const [fx, fz] of [[0.5, 0.5], [0.2, 0.5], [0.8, 0.5], [0.5, 0.2], [0.5, 0.8], [0.2, 0.2], [0.8, 0.8], [0.2, 0.8], [0.8, 0.2]]) {
+        candidates.push(new THREE.Vector3(box.min.x + fx * (box.max.x - box.min.x), box.min.y + fy * (box.max.y - box.min.y),
+          box.min.z + fz * (box.max.z - box.min.z)));
+      }
+    }
+    for (const p of candidates) {
+      const s = toScreen(p.clone().project(camera));
+      if (s.x < rect.left + 2 || s.x > rect.right - 2 || s.y < rect.top + 2 || s.y > rect.bottom - 2) continue;
+      const hit = pick({ clientX: s.x, clientY: s.y });
+      if (hit && hit.kind === 'object' && hit.name === name) return s;
+    }
+    for (let fy = 0.05; fy < 1; fy += 0.06) {  // none of those on screen: the first canvas point that picks it
+      for (let fx = 0.05; fx < 1; fx += 0.06) {
+        const s = { x: rect.left + fx * rect.width, y: rect.top + fy * rect.height };
+        const hit = pick({ clientX: s.x, clientY: s.y });
+        if (hit && hit.kind === 'object' && hit.name === name) return s;
+      }
+    }
+    return toScreen(c.project(camera));
   }
 
-  return { viewer, loadGlb, setExpression, playGesture, update, pick, screenOf, weights };
+  // ---------------------------------------------------------------- the NPC in its world
+  let world = null;  // {root, info, building} once a world .glb is in the scene
+  const backdrop = scene.background;
+  const SKY = new THREE.Color(0x9cc3e4);
+  const down = new THREE.Raycaster();
+  const DOWN = new THREE.Vector3(0, -1, 0);
+
+  /** First mesh hit straight down at world metres (x east, y north); glTF frame is X east, Y up, Z south. */
+  function hitDown(x, y, targets, skip = []) {
+    down.set(new THREE.Vector3(x, 1e4, -y), DOWN);
+    return down.intersectObjects(targets, true).find((h) => h.object.isMesh && !skip.includes(extrasOf(h.object).type)) || null;
+  }
+
+  /** A node's glb extras (three.js puts them in userData), from the mesh or the node above it. */
+  function extrasOf(obj) {
+    for (let o = obj; o; o = o.parent) if (o.userData && o.userData.type) return o.userData;
+    return {};
+  }
+
+  /** The meshes of one building (walls, windows, balconies are separate nodes sharing extras.id). */
+  function buildingParts(root, id) {
+    const parts = [];
+    root.getObjectByName('buildings')?.traverse((n) => { if (n.isMesh && extrasOf(n).id === id) parts.push(n); });
+    return parts;
+  }
+
+  /** The building at (or nearest to, within 25 m) a point: {id, parts, box} or null. */
+  function buildingNear(root, x, y) {
+    const hit = hitDown(x, y, [root]);
+    let id = hit && extrasOf(hit.object).type === 'building' ? extrasOf(hit.object).id : null;
+    if (!id) {
+      let best = 25 ** 2;
+      const p = new THREE.Vector3(x, 0, -y);
+      const c = new THREE.Vector3();
+      root.getObjectByName('buildings')?.traverse((n) => {
+        if (!n.isMesh || extrasOf(n).type !== 'building') return;
+        new THREE.Box3().setFromObject(n).getCenter(c);
+        const d = (c.x - p.x) ** 2 + (c.z - p.z) ** 2;
+        if (d < best) { best = d; id = extrasOf(n).id; }
+      });
+    }
+    if (!id) return null;
+    const parts = buildingParts(root, id);
+    const box = new THREE.Box3();
+    parts.forEach((m) => box.expandByObject(m));
+    return { id, parts, box, inside: !!hit && extrasOf(hit.object).id === id };
+  }
+
+  /** Where to stand for a place: the place itself, or just outside the building it is in, on open ground. */
+  function standingSpot(root, place, building) {
+    if (!building || !building.inside) return { x: place.x, y: place.y, facing: [0, 1] };
+    const { min, max } = building.box;
+    const margin = 1.4;
+    const sides = [[0, 1], [1, 0], [0, -1], [-1, 0]];  // (east, south) in the glTF x/z plane: south first
+    for (const [dx, dz] of sides) {
+      const X = dx > 0 ? max.x + margin : dx < 0 ? min.x - margin : place.x;
+      const Z = dz > 0 ? max.z + margin : dz < 0 ? min.z - margin : -place.y;
+      const hit = hitDown(X, -Z, [root]);
+      if (hit && !['building', 'vegetation', 'water'].includes(extrasOf(hit.object).type)) return { x: X, y: -Z, facing: [dx, dz] };
+    }
+    return { x: place.x, y: -(max.z + margin), facing: [0, 1] };
+  }
+
+  /** Camera a few metres in front of the NPC, a little to the side and above, looking at its face. */
+  function frameOnNpc() {
+    stage.updateMatrixWorld(true);
+    camera.position.copy(stage.localToWorld(new THREE.Vector3(1.3, 2.3, 5.4)));
+    controls.target.copy(stage.localToWorld(new THREE.Vector3(0, 1.3, 0)));
+    camera.near = 0.05;
+    camera.far = 5000;
+    camera.updateProjectionMatrix();
+    controls.update();
+  }
+
+  /**
+   * Show the NPC's world (.glb of that version) and stand the NPC at ``place`` ({name, kind, x, y} in world
+   * metres east/north of the south-west corner) on the terrain; the building there becomes clickable.
+   */
+  async function loadWorld(url, place, meta = {}) {
+    canvas.dataset.world = 'loading';
+    try {
+      const gltf = await viewer.fetchGltf(url);
+      clearWorld();
+      const root = gltf.scene;
+      scene.add(root);
+      root.updateMatrixWorld(true);
+      const building = buildingNear(root, place.x, place.y);
+      const spot = standingSpot(root, place, building);
+      const ground = [root.getObjectByName('terrain'), root.getObjectByName('roads')].filter(Boolean);
+      const floor = hitDown(spot.x, spot.y, ground.length ? ground : [root], ['water']);  // feet on the bank or bed
+      const height = floor ? floor.point.y : 0;
+      stage.position.set(spot.x, height, -spot.y);
+      stage.rotation.y = Math.atan2(spot.facing[0], spot.facing[1]);  // face away from the building
+      let buildingName = null;
+      if (building) {
+        buildingName = building.inside && place.name ? place.name : `building ${building.id}`;
+        for (const m of building.parts) Object.assign(m.userData, { kind: 'object', name: buildingName });
+        clickable.push(...building.parts);
+      }
+      viewer.grid.visible = false;
+      scene.background = SKY;
+      let nodes = 0;
+      root.traverse(() => { nodes += 1; });
+      world = { root, building, info: { ...meta, place, nodes, height, building: building && { id: building.id, name: buildingName },
+        standing: { x: spot.x, y: spot.y, z: height } } };
+      frameOnNpc();
+      canvas.dataset.world = 'loaded';
+      return world.info;
+    } catch (err) {
+      canvas.dataset.world = 'error';
+      throw err;
+    }
+  }
+
+  /** Back to the empty grid (an NPC without a world). */
+  function clearWorld() {
+    if (!world) return;
+    world.root.removeFromParent();
+    for (const m of world.building?.parts || []) clickable.splice(clickable.indexOf(m), 1);
+    world = null;
+    stage.position.set(0, 0, 0);
+    stage.rotation.set(0, 0, 0);
+    viewer.grid.visible = true;
+    scene.background = backdrop;
+    camera.position.set(0, 1.6, 3.2);
+    controls.target.set(0, 1.2, 0);
+    controls.update();
+    delete canvas.dataset.world;
+  }
+
+  /** Where the NPC stands now, in world metres (for tests): {x east, y north, z up}. */
+  function npcWorldPosition() {
+    const p = new THREE.Vector3();
+    stage.getWorldPosition(p);
+    return { x: p.x, y: -p.z, z: p.y };
+  }
+
+  return { viewer, loadGlb, setExpression, playGesture, update, pick, screenOf, weights, loadWorld, clearWorld,
+    npcWorldPosition, worldInfo: () => world && world.info };
 }

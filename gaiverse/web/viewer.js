@@ -91,6 +91,12 @@ export function createViewer(canvas, { headers = {}, background = 0x0c0f14 } = {
     }
   }
 
+  // Load a .glb without showing or framing it: for pages that compose several models in one scene
+  // (an NPC standing in its world). The caller adds gltf.scene where it belongs.
+  function fetchGltf(url) {
+    return loader.loadAsync(url);
+  }
+
   function setHeaders(newHeaders) {
     loader.setRequestHeader(newHeaders);
   }
@@ -103,5 +109,5 @@ export function createViewer(canvas, { headers = {}, background = 0x0c0f14 } = {
     renderer.dispose();
   }
 
-  return { load, clear, setHeaders, dispose, scene, camera, renderer, controls };
+  return { load, fetchGltf, clear, setHeaders, dispose, scene, camera, renderer, controls, grid };
 }

@@ -168,6 +168,9 @@ class NpcAgent:
             return Reply(text, "greet")
         if intent.name == "recall":
             return Reply(self._recall(intent.text, mem, previous_questions), "recall")
+        if intent.name == "about_self":
+            mem.greeted = True
+            return Reply(p.introduction(), "about_self")
         if intent.name == "give_item":
             item = intent.target or "gift"
             mem.items_received.append(item)

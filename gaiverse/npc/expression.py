@@ -57,7 +57,7 @@ GESTURES = ("idle", "wave", "nod", "bow", "shrug", "shake_head", "point", "becko
 INTENT_REACTION: dict[str, tuple[str, str]] = {
     "greet": ("joy", "wave"), "thank": ("joy", "bow"), "give_item": ("gratitude", "receive"),
     "leave": ("sadness", "wave_goodbye"), "trade": ("interest", "beckon"), "follow": ("joy", "nod"),
-    "point_at": ("interest", "point"), "recall": ("neutral", "think"), "smalltalk": ("neutral", "idle"),
+    "point_at": ("interest", "point"), "recall": ("neutral", "think"), "about_self": ("joy", "nod"), "smalltalk": ("neutral", "idle"),
     "ask": ("neutral", "explain"), "none": ("neutral", "idle"),
 }
 CONCERN = re.compile(r"\b(poison|deadly|death|dies?|kill|damage|curse[ds]?|fear|frightened|dragon|undead|drain|"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -42,6 +43,16 @@ class NpcPersona:
     """Knowledge domains it answers from; None = all."""
     greeting: str = ""
     """First words when greeted."""
+
+    def introduction(self) -> str:
+        """How the NPC answers "who are you?": its own name and role, never a knowledge-base lookup."""
+        role = self.role.strip().rstrip(".")
+        if role and not re.match(r"^(a|an|the|your|my)\b", role, re.I):
+            role = ("an " if role[:1].lower() in "aeiou" else "a ") + role
+        text = f"I'm {self.name}, {role}." if role else f"I'm {self.name}."
+        if self.traits:
+            text += f" Folk would call me {_joined(self.traits[:2])}."
+        return text
 
     def describe(self) -> str:
         """A one-paragraph persona description for a system prompt."""
@@ -122,7 +133,11 @@ def line(persona: NpcPersona, kind: str, turn: int = 0, **values: str) -> str:
     options = STYLE_LINES[persona.style][kind]
     seed = int(hashlib.sha256(f"{persona.id}:{kind}:{turn}".encode()).hexdigest()[:8], 16)
     domains = ", ".join(persona.domains) if persona.domains else "monsters, spells, items and the lands of the world"
-    return options[seed % len(options)].format(domains=domains, **values)
+    text = options[seed % len(options)].format(domains=domains, **values)
+    return DOUBLE_ARTICLE.sub(lambda m: m.group(2), text)  # "the {target}" with target "The Green Man"
+
+
+DOUBLE_ARTICLE = re.compile(r"\b([Tt]he) (The|the)\b")
 
 
 @dataclass
@@ -152,3 +167,8 @@ class PersonaRegistry:
         if npc_id in self.personas:
             return self.personas[npc_id]
         return replace(self.personas[self.default_id], id=npc_id)
+
+
+def _joined(words: tuple[str, ...]) -> str:
+    """("grumpy",) -> "grumpy"; ("grumpy", "kind") -> "grumpy and kind"."""
+    return " and ".join(words) if len(words) <= 2 else ", ".join(words[:-1]) + " and " + words[-1]

@@ -19,7 +19,7 @@ from gaiverse.npc.text import terms
 log = logging.getLogger(__name__)
 
 IntentName = Literal["greet", "ask", "give_item", "point_at", "follow", "trade", "leave", "recall", "thank",
-                     "smalltalk", "none"]
+                     "about_self", "smalltalk", "none"]
 Source = Literal["text", "voice", "click", "hover", "gamepad", "key"]
 
 
@@ -28,7 +28,8 @@ class Intent:
     """What the user wants from the NPC this turn."""
 
     name: IntentName
-    """greet, ask, give_item, point_at, follow, trade, leave (the spec's list) plus recall, thank, smalltalk."""
+    """greet, ask, give_item, point_at, follow, trade, leave (the spec's list) plus recall, thank, about_self
+    (questions about the NPC itself), smalltalk."""
     text: str
     """The utterance, or a description of the signal ("clicked the well")."""
     source: Source = "text"
@@ -88,6 +89,9 @@ PATTERNS: list[tuple[IntentName, re.Pattern]] = [
                           r"\bwhat did we (talk|speak) about", re.I)),
     ("leave", re.compile(r"^\s*(bye|goodbye|good bye|farewell|see you|see ya|later|i must go|i have to go|"
                          r"i'?m (leaving|off)|gotta go)\b", re.I)),
+    ("about_self", re.compile(r"\b(who are you|who might you be|what(?:'?s| is) your name|tell me about yourself|"
+                              r"introduce yourself|what are you called)\b|"
+                              r"\bwhat do you do(?: here| for a living)?\s*\?*\s*$", re.I)),
     ("thank", re.compile(r"^\s*(thanks|thank you|cheers|much obliged|many thanks)\b", re.I)),
     ("give_item", re.compile(r"\b(i('| wi)ll give you|i give you|here,? take|take (this|my)|here is (a|an|my|the|some)|"
                              r"here'?s (a|an|my|the|some)|i brought you|accept (this|my)|a gift for you|"

@@ -104,6 +104,17 @@ def test_persona_stays_consistent_across_a_conversation(dialogue, user):
 
 
 @pytest.mark.clause("NPC-d2")
+@pytest.mark.parametrize("question", ["Hello! Who are you?", "What is your name?", "Tell me about yourself."])
+def test_questions_about_the_npc_itself_are_answered_from_its_persona(dialogue, user, personas, question):
+    persona = personas.get("monster_hunter")
+    talk = Conversation(dialogue, user, "monster_hunter")
+    reply = talk.say(question)
+    assert reply["intent"] == "about_self" and not reply.get("refused"), reply
+    assert reply["text"].startswith(f"I'm {persona.name},") and persona.role.split()[-1] in reply["text"]
+    assert talk.say("What is the armor class of a zombie?")["intent"] == "ask"  # not a self question
+
+
+@pytest.mark.clause("NPC-d2")
 @pytest.mark.parametrize("npc", ["sage", "innkeeper", "archmage"])
 @pytest.mark.parametrize("question", ["Who is the king of France?", "What is the capital of Atlantis?",
                                       "How many hit points does a beholder have?"])

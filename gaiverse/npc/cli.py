@@ -15,25 +15,17 @@ from typing import Optional
 
 import typer
 
+from gaiverse.cli_support import configure_logging, fail
+
 log = logging.getLogger(__name__)
+NOISY = ("sentence_transformers", "transformers", "httpx")
+"""Libraries whose INFO lines would drown the command's own."""
 
 eval_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluate NPC dialogue")
 kb_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The NPC knowledge base")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="NPC commands")
 app.add_typer(eval_app, name="eval")
 app.add_typer(kb_app, name="kb")
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("sentence_transformers", "transformers", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _fail(reason: str) -> None:
-    typer.echo(f"error: {reason}", err=True)
-    raise typer.Exit(2)
 
 
 def _emit(result: dict) -> None:
@@ -71,9 +63,9 @@ def eval_npc_cmd(
     """Accuracy, hallucination, refusals and latency of NPC answers vs the retrieval-only baseline."""
     from gaiverse.npc.evaluate import EvalDataError, eval_npc
 
-    _logging(verbose)
+    configure_logging(verbose, quiet=NOISY)
     if not qa.is_file():
-        _fail(f"--qa {qa}: no such file")
+        fail(f"--qa {qa}: no such file")
     if gguf is None and generator in ("llm", "auto"):
         from gaiverse.npc.llm import find_gguf
 
@@ -81,7 +73,7 @@ def eval_npc_cmd(
     try:
         result = eval_npc(qa, kb or default_kb_path(), generator=generator, gguf=gguf, limit=limit)  # type: ignore[arg-type]
     except EvalDataError as err:
-        _fail(str(err))
+        fail(str(err))
     _emit(result)
 
 
@@ -99,7 +91,7 @@ def _open(kb: Optional[Path], build: bool = False):
 @kb_app.command("build")
 def kb_build_cmd(kb: Optional[Path] = KB_OPT, verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Create or refresh the prior knowledge (SRD 5e + GeoNames) in the knowledge base."""
-    _logging(verbose)
+    configure_logging(verbose, quiet=NOISY)
     store = _open(kb, build=True)
     _emit({"kb": str(store.path), "passages": store.count(), "domains": store.domains()})
     store.close()
@@ -118,16 +110,16 @@ def kb_add_cmd(
     """Add a user's document or fact (NPC-a2); a bad document exits 2 and stores nothing."""
     from gaiverse.npc.chunking import DocumentError
 
-    _logging(verbose)
+    configure_logging(verbose, quiet=NOISY)
     if (file is None) == (fact is None):
-        _fail("give exactly one of --file or --fact")
+        fail("give exactly one of --file or --fact")
     store = _open(kb)
     try:
         if file is not None:
             try:
                 data = file.read_bytes()
             except OSError as err:
-                _fail(f"--file {file}: {err.strerror}")
+                fail(f"--file {file}: {err.strerror}")
             doc_id = store.add_document(file.name, data, user_id=user, domain=domain, npc_id=npc)
             rows = [r for r in store.list(_scope(user, npc), own_only=True) if r.doc_id == doc_id]
             _emit({"doc_id": doc_id, "passages": [r.id for r in rows]})
@@ -135,7 +127,7 @@ def kb_add_cmd(
             pid = store.add_fact(fact, user_id=user, domain=domain, npc_id=npc)  # type: ignore[arg-type]
             _emit({"passage": pid})
     except (DocumentError, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
     finally:
         store.close()
 
@@ -153,7 +145,7 @@ def kb_list_cmd(
     kb: Optional[Path] = KB_OPT,
 ) -> None:
     """List a user's own passages (one JSON object with a `passages` array)."""
-    _logging(False)
+    configure_logging(False, quiet=NOISY)
     store = _open(kb)
     rows = store.list(_scope(user, None), domain=domain, own_only=True)
     _emit({"user": user, "passages": [r.__dict__ for r in rows]})
@@ -170,12 +162,12 @@ def kb_edit_cmd(
     """Replace the text of one of the user's passages."""
     from gaiverse.npc.knowledge_base import PassageNotFound
 
-    _logging(False)
+    configure_logging(False, quiet=NOISY)
     store = _open(kb)
     try:
         store.edit(passage, text, user_id=user)
     except (PassageNotFound, ValueError) as err:
-        _fail(str(err).strip("'\""))
+        fail(str(err).strip("'\""))
     finally:
         store.close()
     _emit({"passage": passage, "edited": True})
@@ -191,9 +183,9 @@ def kb_delete_cmd(
     """Delete one of the user's passages, or a whole document with --doc."""
     from gaiverse.npc.knowledge_base import PassageNotFound
 
-    _logging(False)
+    configure_logging(False, quiet=NOISY)
     if (passage is None) == (doc is None):
-        _fail("give exactly one of a passage id or --doc")
+        fail("give exactly one of a passage id or --doc")
     store = _open(kb)
     try:
         if doc is not None:
@@ -203,7 +195,7 @@ def kb_delete_cmd(
             store.delete(passage, user_id=user)  # type: ignore[arg-type]
             _emit({"passage": passage, "deleted": 1})
     except PassageNotFound as err:
-        _fail(str(err).strip("'\""))
+        fail(str(err).strip("'\""))
     finally:
         store.close()
 
@@ -226,13 +218,13 @@ def kb_ingest_world_cmd(
     from storage.catalog import Catalog
     from storage.objectstore import ObjectStore
 
-    _logging(verbose)
+    configure_logging(verbose, quiet=NOISY)
     settings = get_settings()
     try:
         result = ingest_world(SharedKnowledgeBase(kb or default_kb_path()), ObjectStore.from_settings(settings),
                               Catalog(settings.catalog_path), world_id, version, user_id=user, admin=user is None)
     except (WorldNotFound, WorldKnowledgeError, IngestError, ValueError) as err:
-        _fail(str(err).strip("'\""))
+        fail(str(err).strip("'\""))
     _emit(result)
 
 
@@ -256,7 +248,7 @@ def _world_places(world_id: str, user: str):
     try:
         return world_places(ObjectStore.from_settings(settings), Catalog(settings.catalog_path), world_id, user)
     except WorldNotFound as err:
-        _fail(f"--world: {str(err).strip(chr(39) + chr(34))}")
+        fail(f"--world: {str(err).strip(chr(39) + chr(34))}")
 
 
 def create_cmd(
@@ -290,7 +282,7 @@ def create_cmd(
     from gaiverse.npc.kb_shared import SharedKnowledgeBase
     from gaiverse.npc.knowledge_base import Scope
 
-    _logging(verbose)
+    configure_logging(verbose, quiet=NOISY)
     raw = {"name": name, "role": role, "traits": trait, "domains": domain, "background": background,
            "appearance": hint, "species": species, "sex": sex, "age": age, "template": template, "seed": seed,
            "world_id": world}
@@ -300,9 +292,9 @@ def create_cmd(
                   if template else None)
     except ValidationError as err:
         first = err.errors()[0]
-        _fail(f"--{first['loc'][0] if first['loc'] else 'settings'}: {first['msg']}")
+        fail(f"--{first['loc'][0] if first['loc'] else 'settings'}: {first['msg']}")
     except TemplateNotFound as err:
-        _fail(str(err).strip("'\""))
+        fail(str(err).strip("'\""))
     places = _world_places(settings.world_id, user) if settings.world_id else None
     shared = SharedKnowledgeBase(kb or default_kb_path())
     shared.ensure(prior=True)

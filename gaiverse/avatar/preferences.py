@@ -95,6 +95,30 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z]+(?:[-'][a-z]+)?|[,.;!?]", text.lower())
 
 
+def _clause_window(words: list[str], i: int, reach: int = 2) -> tuple[int, int]:
+    """Word span [lo, hi) of up to ``reach`` words either side of ``i``, not crossing clause punctuation."""
+    lo, hi = i, i + 1
+    while lo > max(0, i - reach) and words[lo - 1] not in CLAUSE_MARKS:
+        lo -= 1
+    while hi < min(len(words), i + reach + 1) and words[hi] not in CLAUSE_MARKS:
+        hi += 1
+    return lo, hi
+
+
+def _merged_phrases(words: list[str], spans: list) -> list[str]:
+    """The phrases that carried a wish, for showing the user: overlapping or touching spans merged, in order."""
+    merged: list[list[int]] = []
+    for lo, hi in sorted(set(spans)):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return [" ".join(words[lo:hi]) for lo, hi in merged]
+
+
+CLAUSE_MARKS = frozenset(",.;!?")
+
+
 def _negated(words: list[str], i: int) -> bool:
     """A negation among the (up to 3) words before ``i`` in the same clause."""
     for w in reversed(words[max(0, i - 3):i]):
@@ -132,7 +156,7 @@ def parse_preferences(text: str) -> Preferences:
     words = _words(text.replace("-", " - ").replace(" - ", "-"))
     for i, word in enumerate(words):
         base = word.split("-")[0]
-        context = " ".join(words[max(0, i - 2): i + 3])
+        context = _clause_window(words, i)
         if base in COLOURS and not _negated(words, i):
             part = _bind_colour(words, i) or (PART_WORDS.get(word.split("-")[1]) if "-" in word else None)
             if part is not None:
@@ -168,6 +192,7 @@ def parse_preferences(text: str) -> Preferences:
         if word in FAST_WORDS | SLOW_WORDS and _mentions_speech(words, i):
             prefs.rate = 1 if word in FAST_WORDS else -1
             prefs.matched.append(context)
+    prefs.matched = _merged_phrases(words, prefs.matched)
     if prefs.style is not None and prefs.style in prefs.avoid_styles:
         prefs.avoid_styles = tuple(s for s in prefs.avoid_styles if s != prefs.style)
     return prefs

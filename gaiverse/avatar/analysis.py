@@ -30,6 +30,7 @@ import numpy as np
 from gaiverse.avatar.colour import delta_e, lab_to_srgb, srgb_to_lab
 from gaiverse.avatar.head_pose import head_pose
 from gaiverse.avatar.preferences import Preferences, parse_preferences
+from gaiverse.jsonable import to_jsonable
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class CaptureAnalysis:
 
     def to_json(self, include_landmarks: bool = False) -> dict[str, Any]:
         """Plain JSON types; landmarks (478 x 3 per frame) only when asked (they are ~10 kB a frame)."""
-        out = {k: _jsonable(v) for k, v in asdict(self).items() if k != "faces"}
+        out = {k: to_jsonable(v) for k, v in asdict(self).items() if k != "faces"}
         out["faces"] = [{"frame_index": f.frame_index, "yaw_deg": f.yaw_deg, "pitch_deg": f.pitch_deg,
                          "roll_deg": f.roll_deg, "reprojection_iod": f.reprojection_iod,
                          **({"landmarks": np.round(f.landmarks, 2).tolist()} if include_landmarks else {})}
@@ -139,18 +140,6 @@ class CaptureAnalysis:
         d["colours"] = {k: tuple(v) for k, v in d.get("colours", {}).items()}
         d["avoid_styles"] = tuple(d.get("avoid_styles", ()))
         return Preferences(**d)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # -- input checks ---------------------------------------------------------------------------------------

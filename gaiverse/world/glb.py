@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gaiverse.jsonable import to_jsonable
+
 FLOAT, UBYTE, USHORT, UINT = 5126, 5121, 5123, 5125
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
 
@@ -177,7 +179,7 @@ class GlbWriter:
             count = len(instances["translation"]) if instances is not None else 1
             self.triangles += part.n_triangles * count
         if extras:
-            node["extras"] = _jsonable(extras)
+            node["extras"] = to_jsonable(extras)
         if translation is not None:
             node["translation"] = to_gltf_frame(np.asarray(translation)[None])[0].tolist()
         if yaw is not None:
@@ -222,14 +224,3 @@ class GlbWriter:
         return struct.pack("<III", 0x46546C67, 2, 12 + len(chunks)) + chunks
 
 
-def _jsonable(value: Any) -> Any:
-    """Extras as plain JSON (numpy scalars/arrays -> Python)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

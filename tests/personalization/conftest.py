@@ -12,8 +12,10 @@ from gaiverse.config import REPO_ROOT
 from gaiverse.personalization.interaction_store import InteractionStore
 from gaiverse.personalization.knowledge import KnowledgeBase, load_knowledge
 from gaiverse.personalization.personalizer import Personalizer
+from gaiverse.personalization.service import PersonalizationService
 from gaiverse.personalization.task_corpus import seed_repository
 from gaiverse.personalization.task_repository import TaskRepository
+from gaiverse.privacy import PURPOSES, KeyRing
 
 OBD = REPO_ROOT / "data" / "interactions" / "obd"
 T0 = datetime(2026, 3, 2, 19, 0, tzinfo=timezone.utc)
@@ -51,3 +53,14 @@ def personalizer(store, repo, kb) -> Personalizer:
     store.add_user("alice")
     store.add_user("bob")
     return Personalizer(store, repo, kb)
+
+
+@pytest.fixture
+def service(tmp_path, kb):
+    """A service over a temp DuckDB file and key ring, seeded, with every consent given to "acct-1"."""
+    svc = PersonalizationService(tmp_path / "p.duckdb", KeyRing.load(tmp_path / "keys"), knowledge=kb)
+    svc.seed(include_srd=False)
+    for purpose in PURPOSES:
+        svc.set_consent("acct-1", purpose, True)
+    yield svc
+    svc.close()

@@ -8,20 +8,8 @@ import threading
 
 import pytest
 
-from gaiverse.personalization.service import PersonalizationService
-from gaiverse.privacy import PURPOSES, KeyRing
 
 pytestmark = pytest.mark.clause("PER-g1")
-
-
-@pytest.fixture
-def service(tmp_path, kb):
-    svc = PersonalizationService(tmp_path / "p.duckdb", KeyRing.load(tmp_path / "keys"), knowledge=kb)
-    svc.seed(include_srd=False)
-    for purpose in PURPOSES:
-        svc.set_consent("acct-1", purpose, True)
-    yield svc
-    svc.close()
 
 
 def test_try_recommend_answers_like_recommend_and_never_waits(service):

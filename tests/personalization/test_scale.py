@@ -14,9 +14,7 @@ from gaiverse.personalization.indexes import IndexedRecommender, IndexedTaskRepo
 from gaiverse.personalization.interaction_store import InteractionStore
 from gaiverse.personalization.preference_analysis import PreferenceProfile
 from gaiverse.personalization.recommender import Recommender
-from gaiverse.personalization.service import PersonalizationService
 from gaiverse.personalization.write_behind import InteractionWriter, WriterConfig
-from gaiverse.privacy import PURPOSES, KeyRing
 
 from .conftest import T0
 
@@ -24,16 +22,6 @@ from .conftest import T0
 def _db_count(path, sql="SELECT count(*) FROM interactions", params=()):
     with Database(path).read() as con:
         return con.execute(sql, list(params)).fetchone()[0]
-
-
-@pytest.fixture
-def service(tmp_path, kb):
-    svc = PersonalizationService(tmp_path / "p.duckdb", KeyRing.load(tmp_path / "keys"), knowledge=kb)
-    svc.seed(include_srd=False)
-    for purpose in PURPOSES:
-        svc.set_consent("acct-1", purpose, True)
-    yield svc
-    svc.close()
 
 
 @pytest.mark.clause("PER-g1")

@@ -9,6 +9,14 @@ from typing import Iterator, Sequence
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
+HEADLESS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run")
+"""Headless on a closed network: without the background-networking flags chromium keeps dialling Google."""
+WEBGL = ("--use-angle=swiftshader", "--enable-unsafe-swiftshader")
+"""WebGL without a GPU: chromium's software rasteriser (SwiftShader) must be allowed explicitly."""
+AUTOPLAY = ("--autoplay-policy=no-user-gesture-required",)
+FAKE_MEDIA = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
+"""Camera and microphone without a prompt; add ``--use-file-for-fake-*-capture=PATH`` for real media."""
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from gaiverse.config import REPO_ROOT, Settings, prefect_env
 from gaiverse.proc import free_port, spawn, stop_pid, wait_until
@@ -55,6 +56,18 @@ def start_npc_api(settings: Settings, ray_address: str, name: str = "api-npc", g
 
 def stop_npc_api(service, name: str = "api-npc") -> None:
     stop_pid(service.pid, name)
+
+
+def npc_api_fixture(name: str):
+    """A module-scoped ``npc_api`` fixture: a live API on the session's Ray and Prefect server, stopped after."""
+
+    @pytest.fixture(scope="module")
+    def npc_api(settings, store, catalog, ray_local, prefect_server):
+        base, service = start_npc_api(settings, ray_local.get_runtime_context().gcs_address, name=name)
+        yield base
+        stop_npc_api(service, name)
+
+    return npc_api
 
 
 def make_user(base: str, admin_key: str, name: str = "npc-user") -> tuple[str, str]:

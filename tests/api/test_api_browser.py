@@ -11,11 +11,8 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
-from tests.browser import chromium
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        # WebGL without a GPU: chromium's software rasteriser (SwiftShader) must be allowed explicitly
-        "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+from tests.browser import HEADLESS, WEBGL, chromium
+ARGS = [*HEADLESS, *WEBGL]
 
 # Counts pixels of the model's two vertex colours (orange box, blue ball) in the viewer canvas.
 COUNT_MODEL_PIXELS = """() => {

@@ -18,13 +18,12 @@ import pytest
 
 from gaiverse.config import REPO_ROOT, prefect_env
 from gaiverse.proc import spawn, stop_pid, wait_until
-from tests.api.npc_live_support import make_user, start_npc_api, stop_npc_api
-from tests.browser import chromium
+from tests.api.npc_live_support import make_user, npc_api_fixture
+from tests.browser import AUTOPLAY, HEADLESS, WEBGL, chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-        "--autoplay-policy=no-user-gesture-required"]
+ARGS = [*HEADLESS, *WEBGL, *AUTOPLAY]
 DEPLOYMENT = "npc-generate/generate"
 FACT = "The lighthouse lamp was lit in 1887."
 DOCUMENT = b"# Saltmere light\n\nThe Saltmere lighthouse tower has 212 steps up to the lamp room.\n"
@@ -32,11 +31,7 @@ WAIT_MS = 600_000
 """Guard against a hung page, not a performance limit: the first turn loads the dialogue models."""
 
 
-@pytest.fixture(scope="module")
-def npc_api(settings, store, catalog, ray_local, prefect_server):
-    base, service = start_npc_api(settings, ray_local.get_runtime_context().gcs_address, name="api-npc-create")
-    yield base
-    stop_npc_api(service, "api-npc-create")
+npc_api = npc_api_fixture("api-npc-create")
 
 
 @pytest.fixture(scope="module")

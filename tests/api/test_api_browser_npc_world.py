@@ -17,23 +17,18 @@ import uuid
 import httpx
 import pytest
 
-from tests.api.npc_live_support import make_user, start_npc_api, stop_npc_api
-from tests.browser import chromium
+from tests.api.npc_live_support import make_user, npc_api_fixture
+from tests.browser import AUTOPLAY, HEADLESS, WEBGL, chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-        "--autoplay-policy=no-user-gesture-required"]
+ARGS = [*HEADLESS, *WEBGL, *AUTOPLAY]
 PROMPT = "a flat town with a dense centre by a lake"
 WAIT_MS = 600_000
 """Guard against a hung page, not a performance limit: the first turn loads the dialogue models."""
 
 
-@pytest.fixture(scope="module")
-def npc_api(settings, store, catalog, ray_local, prefect_server):
-    base, service = start_npc_api(settings, ray_local.get_runtime_context().gcs_address, name="api-npc-world")
-    yield base
-    stop_npc_api(service, "api-npc-world")
+npc_api = npc_api_fixture("api-npc-world")
 
 
 @pytest.fixture(scope="module")

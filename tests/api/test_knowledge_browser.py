@@ -10,9 +10,8 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
-from tests.browser import chromium
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+from tests.browser import HEADLESS, chromium
+ARGS = list(HEADLESS)
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,8 @@ from tests.api.npc_live_support import make_user, speech_wav, start_npc_api, sto
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
-from tests.browser import chromium
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--autoplay-policy=no-user-gesture-required",
-        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+from tests.browser import AUTOPLAY, FAKE_MEDIA, HEADLESS, WEBGL, chromium
+ARGS = [*HEADLESS, *WEBGL, *AUTOPLAY, *FAKE_MEDIA]
 VOICE_QUESTION = "What is the capital of Kenya?"
 
 # A gamepad the test presses: navigator.getGamepads() answers window.__pad when set.

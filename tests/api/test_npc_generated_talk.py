@@ -13,7 +13,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.api.npc_live_support import make_user, recv, start_npc_api, stop_npc_api, turn, until, ws_url
+from tests.api.npc_live_support import make_user, npc_api_fixture, recv, turn, until, ws_url
 
 pytestmark = pytest.mark.slow
 
@@ -22,11 +22,7 @@ FACT = "The secret quench for Duskwall steel is cold brine mixed with oak ash."
 QUESTION = "What is the secret quench for Duskwall steel?"
 
 
-@pytest.fixture(scope="module")
-def npc_api(settings, store, catalog, ray_local, prefect_server):
-    base, service = start_npc_api(settings, ray_local.get_runtime_context().gcs_address, name="api-npc-gen")
-    yield base
-    stop_npc_api(service, "api-npc-gen")
+npc_api = npc_api_fixture("api-npc-gen")
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from tests.world._world_fixtures import small_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
-from tests.browser import chromium
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+from tests.browser import HEADLESS, WEBGL, chromium
+ARGS = [*HEADLESS, *WEBGL]
 
 # Share of canvas pixels that are not the viewer's background (#0c0f14): how much of the world is drawn.
 DRAWN_SHARE = """() => {

@@ -19,8 +19,8 @@ from gaiverse.config import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
-from tests.browser import chromium
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+from tests.browser import HEADLESS, WEBGL, chromium
+ARGS = [*HEADLESS, *WEBGL]
 PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <script type="importmap">{"imports": {"three": "/three/build/three.module.js", "three/addons/": "/three/examples/jsm/"}}</script>
 <style>body{margin:0;background:#000} canvas{width:640px;height:720px;display:block}</style></head>

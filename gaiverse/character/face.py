@@ -208,6 +208,14 @@ def _hair(params: BodyParams, zero: np.ndarray) -> list[Part]:
         parts.append(ellipsoid([0, -0.32, -0.3], [0.34, 0.5, 0.16], zero, "hair", 8, 14, HAIR))
     elif params.hair_style == "bun":
         parts.append(ellipsoid([0, 0.38, -0.3], [0.15, 0.14, 0.15], zero, "hair", 8, 12, HAIR))
+    elif params.hair_style == "curly":  # curls: small blobs over the cap, behind the hairline
+        for polar in np.radians((12, 40, 68, 96)):
+            for az in np.radians(np.arange(-150, 181, 30) + 15 * (polar > 0.5)):
+                d = np.array([np.sin(polar) * np.sin(az), np.cos(polar), np.sin(polar) * np.cos(az)])
+                if d[2] > 0.45 and d[1] < 0.75:
+                    continue
+                parts.append(ellipsoid(np.array([0, 0.02, -0.01]) + RADII * [1.07, 1.0, 1.06] * d, [0.06] * 3,
+                                       zero, "hair", 4, 6, HAIR))
     return parts
 
 
@@ -356,12 +364,15 @@ class Head:
     part: Part
     targets: dict[str, np.ndarray]
     """Morph target name -> (V, 3) float32 displacement in metres, in ``MORPH_TARGETS`` order."""
+    uv: np.ndarray | None = None
+    """Optional (V, 2) texture coordinates (glTF: origin top-left) for the ``face`` material's texture."""
+    texture: bytes | None = None
+    """Optional PNG/JPEG image the ``face`` material samples (a personalised avatar's photo)."""
+    texture_mime: str = "image/jpeg"
 
 
-def build_head(skeleton: Skeleton, params: BodyParams) -> Head:
-    """The head on the skeleton's ``head`` joint with ARKit and viseme morph targets."""
-    dims = Dimensions(params)
-    geo = head_geometry(params, len(skeleton.names))
+def author_targets(geo: HeadGeometry) -> dict[str, np.ndarray]:
+    """Every ``MORPH_TARGETS`` displacement (V, 3) in head units for ``geo`` (ARKit fields, visemes as mixes)."""
     field = FaceField(geo)
     arkit = {name: arkit_field(name, field) for name in ARKIT_BLENDSHAPES}
     targets: dict[str, np.ndarray] = dict(arkit)
@@ -370,9 +381,29 @@ def build_head(skeleton: Skeleton, params: BodyParams) -> Head:
         for shape, w in mix.items():
             d = d + w * arkit[shape]
         targets[VISEME_TARGETS[viseme]] = d
+    return targets
+
+
+def head_placement(skeleton: Skeleton, params: BodyParams) -> tuple[float, np.ndarray]:
+    """(metres per head unit, model-space position of the head-unit origin) for this skeleton."""
+    dims = Dimensions(params)
     scale = dims.head_height
     crown = skeleton.tips["head"]
-    centre = crown - np.array([0.0, scale * (RADII[1] + 0.02), -0.012 * dims.height])
+    return scale, crown - np.array([0.0, scale * (RADII[1] + 0.02), -0.012 * dims.height])
+
+
+def build_head(skeleton: Skeleton, params: BodyParams, warp=None) -> Head:
+    """The head on the skeleton's ``head`` joint with ARKit and viseme morph targets.
+
+    ``warp`` (optional) maps (N, 3) head-unit points to new ones before the morph targets are authored,
+    so a personalised head (``gaiverse.avatar.portrait``) keeps targets that fit its own shape.
+    """
+    geo = head_geometry(params, len(skeleton.names))
+    if warp is not None:
+        geo.part.positions = warp(geo.part.positions)
+        geo.landmarks = {k: warp(v[None])[0] for k, v in geo.landmarks.items()}
+    targets = author_targets(geo)
+    scale, centre = head_placement(skeleton, params)
     part = geo.part
     part.positions = part.positions * scale + centre
     part.weights = np.zeros_like(part.weights)

@@ -151,13 +151,20 @@ def _num(value: Any) -> float | int:
 # ------------------------------------------------------------------ the character as one .glb
 
 
+def srgb_to_linear(rgb) -> list[float]:
+    """sRGB 0..1 -> linear RGB: glTF's ``baseColorFactor`` is linear (glTF 2.0 3.9.2), while the parameters
+    and the face photo are sRGB, so writing them unconverted showed the skin lighter than the photo's edge."""
+    c = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0)
+    return [float(v) for v in np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)]
+
+
 def material_colours(params) -> dict[str, tuple[float, float, float]]:
     """Base colour of each material name used by ``body.MATERIALS`` for these parameters."""
     skin = np.asarray(params.skin_rgb)
     return {"skin": params.skin_rgb, "top": params.top_rgb, "bottom": params.bottom_rgb,
             "shoes": params.shoes_rgb, "hair": params.hair_rgb, "eye_white": (0.93, 0.93, 0.9),
             "iris": params.eye_rgb, "lips": tuple(float(c) for c in np.clip(skin * [0.86, 0.55, 0.55], 0, 1)),
-            "mouth": (0.22, 0.05, 0.06)}
+            "mouth": (0.22, 0.05, 0.06), "face": params.skin_rgb}
 
 
 def character_glb(character, name: str = "npc", extras: dict[str, Any] | None = None) -> bytes:
@@ -177,13 +184,23 @@ def character_glb(character, name: str = "npc", extras: dict[str, Any] | None = 
     colours = material_colours(params)
     material_index: dict[str, int] = {}
 
+    head = character.head
+    textured = getattr(head, "texture", None) is not None and getattr(head, "uv", None) is not None
+
     def material(mat: str) -> int:
         if mat not in material_index:
-            material_index[mat] = b.add("materials", {
-                "name": mat, "pbrMetallicRoughness": {"baseColorFactor": [*map(float, colours[mat]), 1.0],
-                                                      "metallicFactor": 0.0,
-                                                      "roughnessFactor": 0.35 if mat in ("eye_white", "iris") else 0.85}})
+            pbr: dict[str, Any] = {"baseColorFactor": [*srgb_to_linear(colours[mat]), 1.0], "metallicFactor": 0.0,
+                                   "roughnessFactor": 0.35 if mat in ("eye_white", "iris") else 0.85}
+            if mat == "face" and textured:  # the projected photo: white factor, the texture gives the colour
+                pbr["baseColorFactor"] = [1.0, 1.0, 1.0, 1.0]
+                pbr["baseColorTexture"] = {"index": face_texture(), "texCoord": 0}
+            material_index[mat] = b.add("materials", {"name": mat, "pbrMetallicRoughness": pbr})
         return material_index[mat]
+
+    def face_texture() -> int:
+        image = b.add("images", {"bufferView": b._view(head.texture), "mimeType": head.texture_mime})
+        sampler = b.add("samplers", {"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071})
+        return b.add("textures", {"source": image, "sampler": sampler})
 
     # joints: node index = joint index (joints come first)
     local = sk.local_translations
@@ -197,7 +214,7 @@ def character_glb(character, name: str = "npc", extras: dict[str, Any] | None = 
     skin = b.add("skins", {"name": "humanoid", "joints": list(range(len(sk.names))), "inverseBindMatrices": ibm,
                            "skeleton": 0})
 
-    def mesh(part, mesh_name: str, targets: dict[str, np.ndarray] | None = None) -> int:
+    def mesh(part, mesh_name: str, targets: dict[str, np.ndarray] | None = None, uv: np.ndarray | None = None) -> int:
         positions = part.positions.astype(np.float32)
         joints, weights = normalise_weights(part.weights)
         attributes = {
@@ -206,6 +223,8 @@ def character_glb(character, name: str = "npc", extras: dict[str, Any] | None = 
             "JOINTS_0": b.accessor(joints, ARRAY_BUFFER),
             "WEIGHTS_0": b.accessor(weights, ARRAY_BUFFER),
         }
+        if uv is not None:
+            attributes["TEXCOORD_0"] = b.accessor(np.asarray(uv, dtype=np.float32), ARRAY_BUFFER)
         target_list = [{"POSITION": b.sparse_vec3(targets[t])} for t in MORPH_TARGETS] if targets else None
         index_type = np.uint16 if len(positions) < 65536 else np.uint32
         primitives = []
@@ -229,7 +248,8 @@ def character_glb(character, name: str = "npc", extras: dict[str, Any] | None = 
     meta = {"rig": rig, **(extras or {})}
     body_node = b.add("nodes", {"name": f"{name}_body", "mesh": mesh(character.body, "body"), "skin": skin,
                                 "extras": meta})
-    head_node = b.add("nodes", {"name": f"{name}_head", "mesh": mesh(character.head.part, "head", character.head.targets),
+    head_node = b.add("nodes", {"name": f"{name}_head",
+                                "mesh": mesh(head.part, "head", head.targets, head.uv if textured else None),
                                 "skin": skin, "extras": {"targetNames": list(MORPH_TARGETS)}})
     b.gltf["scene"] = b.add("scenes", {"name": name, "nodes": [0, body_node, head_node], "extras": meta})
 

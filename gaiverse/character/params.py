@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 RGB = tuple[float, float, float]
-HairStyle = Literal["short", "long", "bald", "bun"]
+HairStyle = Literal["short", "long", "bald", "bun", "curly"]
 Sleeves = Literal["long", "short"]
 Ears = Literal["round", "pointed"]
 

@@ -8,9 +8,9 @@ From the frames (RGB) and the soundtrack of a capture, and optional typed text, 
   above the forehead, minus pixels that look like the background or like skin), in CIELAB with a name;
 - body: MediaPipe pose on the most frontal frame: shoulder width and, when visible, hips (build)
   and feet (height, scaled by the mean interpupillary distance of 63 mm);
-- voice: F0 median and range (WORLD Harvest via ``gaiverse.speech.prosody``), timbre (mean MFCC,
-  long-term spectrum centroid and tilt), speaking rate (syllable nuclei per second and words per
-  second), and the preferences said or typed (``gaiverse.avatar.preferences``) from the ASR transcript.
+- voice: F0 median and range (WORLD Harvest on the stretches of speech, ``prosody.speech_pitch_track``),
+  timbre (mean MFCC, long-term spectrum centroid and tilt), speaking rate (syllable nuclei per second and
+  words per second), and the preferences said or typed (``gaiverse.avatar.preferences``) from the ASR transcript.
 Every measure is a :class:`Measure` with a quality flag and, when it could not be taken, ``value=None``
 and the reason, so the terminal can show the user what was measured and what was not.
 
@@ -544,21 +544,21 @@ def _voice(audio: np.ndarray | None, sample_rate: int,
     if audio is None or audio.size < sample_rate * 0.2:
         none = Measure.missing("no audio (or under 0.2 s)")
         return none, none, none, np.zeros(0)
-    from gaiverse.speech.prosody import pitch_track
+    from gaiverse.speech.prosody import speech_pitch_track
 
     x = _to_analysis_rate(audio, sample_rate)
     power = _frames_stft(x)
     active = _active(power)
-    f0_track = pitch_track(x, ANALYSIS_RATE)[:active.size]
-    # Voicing found in the background noise between words is not the speaker's pitch.
-    f0_track = np.where(active[:f0_track.size], f0_track, 0.0)
+    # Only the speech frames are tracked: voicing found in the background noise between words is not
+    # the speaker's pitch, and skipping the pauses saves Harvest time.
+    f0_track = speech_pitch_track(x, ANALYSIS_RATE, active)
     voiced = f0_track[f0_track > 0]
     speech_s = float(active.sum() / 100)
     if voiced.size >= 10:
         spread = 12 * np.log2(np.percentile(voiced, 95) / np.percentile(voiced, 5))
         value = {"median_hz": round(float(np.median(voiced)), 2), "range_semitones": round(float(spread), 2),
                  "voiced_s": round(voiced.size / 100, 2),
-                 "method": "WORLD harvest, 10 ms frames, speech frames only"}
+                 "method": "WORLD harvest on the stretches of speech, 10 ms frames"}
         f0 = Measure(value, "good" if voiced.size >= 50 else "low",
                      None if voiced.size >= 50 else f"only {voiced.size / 100:.2f} s voiced", "Hz")
     else:
@@ -578,6 +578,12 @@ def _voice(audio: np.ndarray | None, sample_rate: int,
                         "syllables / 1.4 (no usable transcript)"},
                        "good" if speech_s >= 1.0 else "fair", None, "1/s")
     return f0, _timbre(power, active), rate, f0_track
+
+
+def timbre_of(audio: np.ndarray, sample_rate: int) -> Measure:
+    """The timbre measure alone (no pitch tracking): the voice engine matches converted voices with it."""
+    power = _frames_stft(_to_analysis_rate(audio, sample_rate))
+    return _timbre(power, _active(power))
 
 
 def _transcribe(audio: np.ndarray | None, sample_rate: int, transcriber=None) -> Measure:

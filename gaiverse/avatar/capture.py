@@ -36,7 +36,8 @@ DERIVED_KIND = "personal/avatar"
 AUDIO_RATE = 16_000
 FLOW_STEPS: tuple[tuple[str, str], ...] = (
     ("avatar-decode", "decode"), ("avatar-analyse", "analyse"), ("avatar-decide", "decide"),
-    ("avatar-store", "store"), ("avatar-report", "report"))
+    ("avatar-portrait", "portrait"), ("avatar-voice", "voice"), ("avatar-animation", "animation"),
+    ("avatar-render", "render"), ("avatar-store", "store"), ("avatar-report", "report"))
 """(task name, step shown to the user) of the avatar flow, in order: what a capture's progress reports."""
 
 Check = Literal["type", "size", "count", "decodable", "duration", "face", "speech", "text"]
@@ -63,7 +64,10 @@ class CaptureLimits:
     max_images: int = 8
     max_pixels: int = 4096 * 4096
     sample_frames: int = 8
-    """Frames of a video searched for a face."""
+    """Frames of a video decoded (the flow asks for more, for the analysis)."""
+    face_search_frames: int = 8
+    """Of those, at most this many, evenly spaced, are searched for a face (the Haar detector costs
+    ~0.1-0.2 s a frame; the analysis then finds the face mesh in every frame anyway)."""
     min_face_fraction: float = 0.25
     """A face must show in at least this share of the sampled frames (turning the head hides it in some)."""
     min_speech_s: float = 0.4
@@ -206,11 +210,11 @@ def _check_video(f: MediaFile, limits: CaptureLimits) -> CaptureCheck:
                                         "images + an `audio` file")
     duration = max(sample.duration_s, sample.audio.size / AUDIO_RATE)
     _check_duration(duration, limits, "the video")
-    faces = _faces(sample.frames)
+    faces = _faces(_evenly(sample.frames, limits.face_search_frames))
     _check_faces(faces, limits, "sampled video frames")
     speech = speech_measures(sample.audio)
     _check_speech(speech, limits, "the video's sound")
-    return CaptureCheck(mode="video", duration_s=duration, frames_sampled=len(sample.frames),
+    return CaptureCheck(mode="video", duration_s=duration, frames_sampled=len(faces),
                         frames_with_face=sum(1 for b in faces if b is not None),
                         face_box_fraction=_face_fraction(faces),
                         width=sample.width, height=sample.height, formats={"video": sniffed.name},
@@ -286,6 +290,13 @@ def _check_duration(duration: float, limits: CaptureLimits, what: str) -> None:
                                           f"{limits.max_duration_s:.0f} s")
 
 
+def _evenly(frames: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """At most ``n`` of ``frames``, evenly spaced (all of them when there are no more than ``n``)."""
+    if len(frames) <= n:
+        return list(frames)
+    return [frames[int(i)] for i in np.linspace(0, len(frames) - 1, n).round()]
+
+
 def _faces(frames: list[np.ndarray]) -> list[tuple[float, tuple[int, int, int, int]] | None]:
     """(face width / frame width, box) of the largest face per frame, None where none was found."""
     from gaiverse.vision.faces import detect_faces
@@ -326,18 +337,25 @@ def speech_measures(samples: np.ndarray, rate: int = AUDIO_RATE) -> dict[str, fl
     rms = np.sqrt((frames.astype(np.float64) ** 2).mean(1)) + 1e-12
     level = 20 * np.log10(rms)
     loud = (level > -50.0) & (level > level.max() - 30.0)
-    lags = np.arange(int(rate / 400), int(rate / 70) + 1)
     voiced = np.zeros(n, dtype=bool)
-    for i in np.flatnonzero(loud):
-        frame = frames[i] - frames[i].mean()
-        energy = float(frame @ frame)
-        if energy <= 0:
-            continue
-        corr = np.array([frame[:-lag] @ frame[lag:] for lag in lags]) / energy
-        voiced[i] = corr.max() >= 0.3
+    voiced[loud] = _periodicity(frames[loud], int(rate / 400), int(rate / 70)) >= 0.3
     return {"speech_s": float(voiced.sum() * hop / rate),
             "audio_peak_dbfs": round(float(20 * np.log10(peak)), 2),
             "audio_rms_dbfs": round(float(20 * np.log10(np.sqrt((x.astype(np.float64) ** 2).mean()) + 1e-12)), 2)}
+
+
+def _periodicity(frames: np.ndarray, min_lag: int, max_lag: int) -> np.ndarray:
+    """Peak normalised autocorrelation (sum x[t] x[t+lag] / sum x^2) per frame over lags min_lag..max_lag,
+    for all frames at once through the FFT (zero-padded, so it equals the direct lagged sums)."""
+    if frames.shape[0] == 0:
+        return np.zeros(0)
+    centred = frames.astype(np.float64) - frames.mean(1, keepdims=True)
+    size = 1 << int(np.ceil(np.log2(2 * centred.shape[1])))
+    spectrum = np.fft.rfft(centred, size, axis=1)
+    corr = np.fft.irfft(spectrum * spectrum.conj(), size, axis=1)
+    energy = corr[:, 0]
+    peak = corr[:, min_lag:max_lag + 1].max(1)
+    return np.where(energy > 0, peak / np.maximum(energy, 1e-300), 0.0)
 
 
 def _check_speech(speech: dict[str, float], limits: CaptureLimits, what: str) -> None:

@@ -58,6 +58,23 @@ def test_real_clip_passes_with_measurements(clip):
     assert "frames" not in summary and len(checked.frames) == 8 and checked.audio.size > 40_000
 
 
+def test_flow_decode_searches_a_face_in_a_subsample_only(clip):
+    """The flow decodes 48 frames for the analysis; the Haar face check looks at 8 of them, spread evenly."""
+    checked = check_capture([MediaFile("video", CLIP.read_bytes(), "bbaf2n.mpg")],
+                            CaptureLimits(sample_frames=48))
+    assert len(checked.frames) >= 40 and checked.frames_sampled == 8 and checked.frames_with_face == 8
+
+
+def test_periodicity_equals_the_direct_lagged_sums(clip):
+    from gaiverse.avatar.capture import _periodicity
+
+    frames = clip.audio[: 480 * 60].reshape(60, 480).astype(np.float64)
+    centred = frames - frames.mean(1, keepdims=True)
+    direct = [max(f[:-lag] @ f[lag:] for lag in range(40, 229)) / (f @ f) for f in centred]
+    assert np.allclose(_periodicity(frames, 40, 228), direct, atol=1e-9)
+    assert _periodicity(np.zeros((2, 480)), 40, 228).tolist() == [0.0, 0.0]
+
+
 def test_images_plus_audio_and_their_refusals(clip):
     face, voice = _png(clip.frames[3]), _wav(clip.audio)
     checked = check_capture([MediaFile("image", face), MediaFile("audio", voice)])

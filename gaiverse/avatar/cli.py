@@ -1,4 +1,4 @@
-"""Typer sub-apps for avatars: ``eval avatar-policy | avatar-lipsync`` and ``avatar train-policy | decide |
+"""Typer sub-apps for avatars: ``eval avatar | avatar-policy | avatar-lipsync`` and ``avatar train-policy | decide |
 train-lipsync | lipsync-targets`` (mounted by gaiverse.cli)."""
 
 from __future__ import annotations
@@ -133,6 +133,33 @@ def lipsync_targets_cmd(
         fail(str(err))
     save_targets(out, clips)
     _emit({"out": str(out), "clips": [{"name": c.name, "frames": c.n_frames, "method": c.method} for c in clips]})
+
+
+@eval_app.command("avatar")
+def eval_avatar_cmd(
+    video: list[Path] = typer.Option(..., "--video", help="Talking-face video with sound (repeatable)"),
+    build_fraction: float = typer.Option(0.5, "--build-fraction", min=0.2, max=0.8,
+                                         help="Share of each video the avatar is built from; the rest is scored"),
+    decider: str = typer.Option("policy", "--decider", help="policy | heuristic (who sets the avatar parameters)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write both avatars' .glb, voice .wav and mouth .npy here"),
+    json_out: bool = typer.Option(False, "--json/--no-json", help="Print the EVAL.md JSON instead of the table"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Match of the avatar built from a video with the person in it (face, colours, voice, lip-sync) vs a
+    generic avatar."""
+    from gaiverse.avatar.match_eval import MatchConfig, evaluate_avatar_match, print_table
+
+    configure_logging(verbose)
+    if decider not in ("policy", "heuristic"):
+        fail(f"--decider must be policy or heuristic, got {decider!r}")
+    try:
+        result = evaluate_avatar_match(video, MatchConfig(build_fraction=build_fraction, decider=decider), out)
+    except (FileNotFoundError, ValueError) as err:
+        fail(str(err))
+    if json_out:
+        _emit(result)
+    else:
+        print_table(result)
 
 
 @eval_app.command("avatar-lipsync")

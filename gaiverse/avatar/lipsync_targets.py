@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gaiverse.vision.video import upright_rgb
+
 log = logging.getLogger(__name__)
 
 BLENDSHAPES = ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthSmileLeft", "mouthSmileRight",
@@ -162,7 +164,8 @@ def _open(video: str | Path):
 
 
 def iter_frames(video: str | Path, max_side: int = 640):
-    """Yield every video frame as RGB uint8, shrunk so its longer side is at most ``max_side`` pixels.
+    """Yield every video frame as RGB uint8, upright (display rotation applied), shrunk so its longer side is
+    at most ``max_side`` pixels.
 
     Frames are streamed, never all held in memory, so long captures cost time, not RAM.
     """
@@ -174,11 +177,12 @@ def iter_frames(video: str | Path, max_side: int = 640):
         stream = container.streams.video[0]
         try:
             for frame in container.decode(stream):
+                rotation = getattr(frame, "rotation", 0)
                 scale = min(1.0, max_side / max(frame.width, frame.height))
                 if scale < 1.0:
                     frame = frame.reformat(width=int(frame.width * scale) // 2 * 2,
                                            height=int(frame.height * scale) // 2 * 2)
-                yield frame.to_ndarray(format="rgb24")
+                yield upright_rgb(frame, rotation)
         except av.error.FFmpegError as err:
             raise ValueError(f"`video` frames cannot be decoded ({video}): {err}") from err
 

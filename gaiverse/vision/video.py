@@ -109,6 +109,17 @@ def _duration(container, stream) -> float | None:
     return None
 
 
+def upright_rgb(frame, rotation: float | None = None) -> np.ndarray:
+    """RGB uint8 of a decoded frame turned upright: phone videos store sensor-oriented frames plus a display
+    rotation (counter-clockwise degrees), and a face detector given a sideways face finds none.
+
+    ``rotation`` : the decoded frame's own, when ``frame`` is a reformatted copy (which loses it).
+    """
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = int(round((getattr(frame, "rotation", 0) if rotation is None else rotation) / 90)) % 4
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
 def _sample_frames(container, stream, duration: float | None, n: int,
                    seek_above_s: float = 30.0) -> tuple[list[float], list[np.ndarray]]:
     """Frames nearest the centres of n equal slices of the clip (times from the clip start).
@@ -125,7 +136,7 @@ def _sample_frames(container, stream, duration: float | None, n: int,
         length = duration or decoded[-1][0] or 1.0
         stamps = np.array([t for t, _ in decoded])
         picks = sorted({int(np.abs(stamps - (i + 0.5) * length / n).argmin()) for i in range(n)})
-        frames = [decoded[i][1].to_ndarray(format="rgb24") for i in picks]
+        frames = [upright_rgb(decoded[i][1]) for i in picks]
         return [round(decoded[i][0], 4) for i in picks], frames
     times, frames = [], []
     for i in range(n):
@@ -138,7 +149,7 @@ def _sample_frames(container, stream, duration: float | None, n: int,
         if times and stamp <= times[-1]:
             continue
         times.append(stamp)
-        frames.append(frame.to_ndarray(format="rgb24"))
+        frames.append(upright_rgb(frame))
     return times, frames
 
 

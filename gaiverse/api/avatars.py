@@ -13,6 +13,13 @@ while the flow runs. Captures are visible to their owner only: anyone else, admi
 404. ``export_avatars`` adds captures and avatars to the data export; erasure is in
 ``gaiverse/api/personal_data.py``. Implements AV-a1 and AV-a3
 on the server side.
+
+``/avatars/{capture_id}/...`` is the avatar itself (``gaiverse.avatar.versions``, owner only, 404 for
+everyone else): ``versions`` lists them, ``customise`` applies a preset and/or slider values as a new
+version (the engines run here, see ``gaiverse.avatar.customisation``; 422 names a bad field and its
+range), ``rollback`` makes a new version with the content of an older one, and ``download``
+(.glb / VRM), ``voice.wav``, ``turntable.png`` / ``.mp4`` serve a version's objects opened with the
+owner's key. Implements AV-c3 and the delivery of AV-c1.
 """
 
 from __future__ import annotations
@@ -22,14 +29,16 @@ import base64
 import json
 import logging
 import secrets
-from typing import Annotated, Any, AsyncIterator
+import threading
+import time
+from typing import Annotated, Any, AsyncIterator, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response, StreamingResponse
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -44,6 +53,10 @@ from gaiverse.avatar.capture import (
     DERIVED_CONTEXT, FLOW_STEPS, MEDIA_KIND, SEAL_CONTEXT, CaptureLimits, CaptureRejected, MediaFile, check_capture,
     check_text, sniff,
 )
+from gaiverse.avatar.customisation import (
+    CustomisationError, CustomiseRequest, NotCustomisable, customise, parse_request, presets_json,
+)
+from gaiverse.avatar.versions import MEDIA_TYPES, AvatarNotFound, AvatarVersions
 from gaiverse.privacy import BLOB_MAGIC, ConsentRequired
 from storage.catalog import utcnow
 
@@ -368,29 +381,40 @@ def _open_derived(services: Services, user: User, key: str) -> bytes:
     return service.vault.open(service.subject(user.user_id), blob, DERIVED_CONTEXT)
 
 
-def _avatar_assets(services: Services, capture_id: str) -> tuple[int, dict[str, str]] | None:
-    """(version, asset name -> key) of the latest avatar made from a capture, None before it is published."""
-    versions = services.catalog.versions(f"avatar/{capture_id}")
-    if not versions:
-        return None
-    manifest = json.loads(services.store.get_bytes(versions[-1].manifest_key))
-    return versions[-1].version, {name: ref["key"] for name, ref in manifest["assets"].items()}
+def _repo(services: Services, user: User) -> AvatarVersions:
+    """The user's avatars, opened with their key."""
+    service = _personal(services)
+    return AvatarVersions(services.store, services.catalog, service.vault, service.subject(user.user_id),
+                          user.user_id)
 
 
 def _avatar(services: Services, user: User, capture_id: str) -> dict[str, Any] | None:
-    found = _avatar_assets(services, capture_id)
-    if found is None:
+    """The latest version of the avatar made from a capture (None before it is published)."""
+    if not services.catalog.versions(f"avatar/{capture_id}"):
         return None
-    version, assets = found
-    result = json.loads(_open_derived(services, user, assets["avatar"]))
-    return {"version": version, "assets": assets, "analysis": result["analysis"],
-            "params": result["params"], "baseline": result.get("baseline"), "decider": result.get("decider"),
-            "preview_url": f"/avatars/captures/{capture_id}/preview"}
+    repo = _repo(services, user)
+    version = repo.version(capture_id)
+    manifest = repo.manifest(version)
+    result = repo.result(manifest)
+    base = f"/avatars/{capture_id}"
+    downloads = {name: url for name, url in (
+        ("glb", f"{base}/download?format=glb&version={version.version}"),
+        ("vrm", f"{base}/download?format=vrm&version={version.version}"),
+        ("voice", f"{base}/voice.wav?version={version.version}"),
+        ("turntable_png", f"{base}/turntable.png?version={version.version}"),
+        ("turntable_mp4", f"{base}/turntable.mp4?version={version.version}"))
+        if name in manifest["assets"] or (name == "turntable_mp4" and "glb" in manifest["assets"])}
+    return {"version": version.version, "assets": {n: r["key"] for n, r in manifest["assets"].items()},
+            "analysis": result["analysis"], "params": result["params"], "baseline": result.get("baseline"),
+            "decider": result.get("decider"), "customisation": result.get("customisation"),
+            "engines": result.get("engines"), "preview_url": f"/avatars/captures/{capture_id}/preview",
+            "downloads": downloads, "versions_url": f"{base}/versions"}
 
 
 def export_avatars(services: Services, user: User) -> list[dict[str, Any]]:
-    """The user's captures (media and typed wishes opened, base64) with the avatars made from them (analysis
-    opened, preview base64), for the data export (PER-f1)."""
+    """The user's captures (media and typed wishes opened, base64) with every version of the avatars made from
+    them (analysis opened, preview, .glb, VRM, voice, turntables and creation source base64), for the data
+    export (PER-f1)."""
     rows = services.catalog.query(
         "SELECT collection, manifest_key, message, created_at FROM versions "
         "WHERE starts_with(collection, 'avatar-capture/') AND author = ? ORDER BY created_at", [user.user_id])
@@ -413,10 +437,14 @@ def export_avatars(services: Services, user: User) -> list[dict[str, Any]]:
         avatars = []
         for version in services.catalog.versions(f"avatar/{capture_id}"):
             assets = {n: r["key"] for n, r in json.loads(store.get_bytes(version.manifest_key))["assets"].items()}
-            avatars.append({"version": version.version, "created_at": version.created_at, "message": version.message,
+            avatars.append({"version": version.version, "parent_version": version.parent_version,
+                            "created_at": version.created_at, "message": version.message,
                             "result": json.loads(_open_derived(services, user, assets["avatar"])),
                             "preview_png_base64": base64.b64encode(
-                                _open_derived(services, user, assets["preview"])).decode()})
+                                _open_derived(services, user, assets["preview"])).decode(),
+                            "objects_base64": {  # model, voice, turntables and the creation source
+                                name: base64.b64encode(_open_derived(services, user, key)).decode()
+                                for name, key in assets.items() if name not in ("avatar", "preview")}})
         out.append({"capture_id": capture_id, "created_at": row["created_at"], "message": row["message"],
                     "mode": manifest["mode"], "checks": manifest["checks"], "media": media,
                     "preferences_text": opened(wishes, SEAL_CONTEXT).decode("utf-8") if wishes else None,
@@ -440,10 +468,7 @@ async def get_capture(capture_id: CaptureId, services: ServicesDep, user: Curren
 async def get_preview(capture_id: CaptureId, services: ServicesDep, user: CurrentUser) -> Response:
     """The preview of your avatar (best frame of your capture with the face box), opened with your key."""
     await run_in_threadpool(_manifest, services, user, capture_id)
-    found = await run_in_threadpool(_avatar_assets, services, capture_id)
-    if found is None:
-        raise HTTPException(404, f"capture {capture_id!r} has no avatar yet: wait for its run to complete")
-    png = await run_in_threadpool(_open_derived, services, user, found[1]["preview"])
+    png, _ = await run_in_threadpool(_download, services, user, capture_id, "preview", None)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-store"})
 
 
@@ -479,3 +504,183 @@ async def stream_progress(capture_id: CaptureId, services: ServicesDep, user: Cu
         yield "event: timeout\ndata: {}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+# ---- the avatar: versions, customisation (AV-c3), rollback, downloads -----------------------------------------
+
+_CREATE_LOCK = threading.Lock()
+"""One customisation at a time per API process: the engines use both cores for a few seconds."""
+VersionQuery = Annotated[int | None, Query(ge=1, description="a version number (default: the latest)")]
+DOWNLOADS = {"glb": ("glb", "glb"), "vrm": ("vrm", "vrm"), "voice": ("voice", "wav"),
+             "turntable_png": ("turntable", "png"), "turntable_mp4": ("turntable", "mp4"), "preview": ("preview", "png")}
+"""Object name -> (file name stem, extension) of a download."""
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its ``$defs`` references replaced by the definitions (for ``openapi_extra``)."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        return [resolve(v) for v in node] if isinstance(node, list) else node
+
+    return resolve(schema)
+
+
+class AvatarVersionOut(BaseModel):
+    version: int
+    parent: int | None
+    author: str
+    message: str
+    created: Any
+    params: dict[str, Any]
+    """Style, hair, height, build, voice settings and colours of this version."""
+    customisation: dict[str, Any] | None = None
+    """The preset and slider values that made it (None for the captured version and rollbacks of it)."""
+    downloads: list[str] = []
+
+
+class CustomisedOut(BaseModel):
+    version: AvatarVersionOut
+    timings_ms: dict[str, float]
+    """Wall time of each engine for this customisation."""
+    avatar: dict[str, Any]
+    """The new latest version as ``GET /avatars/captures/{id}`` shows it (params, download links)."""
+
+
+class AvatarRollbackIn(BaseModel):
+    to_version: int = Field(ge=1)
+    message: str | None = Field(default=None, max_length=300)
+
+
+def _listing(services: Services, user: User, capture_id: str) -> list[AvatarVersionOut]:
+    try:
+        return [AvatarVersionOut(**row) for row in _repo(services, user).listing(capture_id)]
+    except AvatarNotFound as err:
+        raise HTTPException(404, str(err)) from None
+
+
+def _download(services: Services, user: User, capture_id: str, name: str, version: int | None) -> tuple[bytes, int]:
+    """(opened bytes, version number) of one object of a version; 404 when it or the version is missing."""
+    repo = _repo(services, user)
+    try:
+        row = repo.version(capture_id, version)
+        return repo.open(repo.manifest(row), name), row.version
+    except AvatarNotFound as err:
+        raise HTTPException(404, str(err)) from None
+
+
+def _file_response(services: Services, user: User, capture_id: str, name: str, version: int | None) -> Response:
+    data, number = _download(services, user, capture_id, name, version)
+    stem, ext = DOWNLOADS[name]
+    return Response(data, media_type=MEDIA_TYPES[name], headers={
+        "Cache-Control": "private, no-store",
+        "Content-Disposition": f'attachment; filename="avatar-{capture_id}-v{number}-{stem}.{ext}"'})
+
+
+@router.get("/presets")
+def get_presets(user: CurrentUser) -> dict[str, Any]:
+    """The customisation presets and the sliders with their ranges (what POST /avatars/{id}/customise takes)."""
+    return presets_json()
+
+
+@router.get("/{capture_id}/versions", response_model=list[AvatarVersionOut])
+def get_avatar_versions(capture_id: CaptureId, services: ServicesDep, user: CurrentUser) -> list[AvatarVersionOut]:
+    """Versions of your avatar, newest first: number, parent, author, message, time, parameters."""
+    return _listing(services, user, capture_id)
+
+
+@router.post("/{capture_id}/customise", status_code=201, response_model=CustomisedOut,
+             responses=error_responses(409, 503),
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": _inlined(CustomiseRequest.model_json_schema())}}}})
+def post_customise(capture_id: CaptureId, services: ServicesDep, user: CurrentUser,
+                   body: Annotated[Any, Body()] = None) -> CustomisedOut:
+    """A new version with a preset and/or slider values applied to `base_version` (default: the latest).
+
+    Runs the creation engines here, synchronously (a few seconds): see ``gaiverse.avatar.customisation``.
+    Unknown fields and out-of-range values answer 422 naming the field and its allowed range.
+    """
+    repo = _repo(services, user)
+    try:
+        repo.versions(capture_id)  # 404 before validation: nobody learns which avatars exist
+        request = parse_request(body)
+        started = time.perf_counter()
+        with _CREATE_LOCK:
+            version, made = customise(repo, capture_id, request)
+    except AvatarNotFound as err:
+        raise HTTPException(404, str(err)) from None
+    except CustomisationError as err:
+        raise HTTPException(422, str(err)) from None
+    except NotCustomisable as err:
+        raise HTTPException(409, str(err)) from None
+    log.info("user %s: avatar %s customised as v%d in %.1f s", user.name, capture_id, version.version,
+             time.perf_counter() - started)
+    listed = next(v for v in _listing(services, user, capture_id) if v.version == version.version)
+    return CustomisedOut(version=listed, timings_ms=made.timings_ms, avatar=_avatar(services, user, capture_id))
+
+
+@router.post("/{capture_id}/rollback", status_code=201, response_model=AvatarVersionOut)
+def post_avatar_rollback(capture_id: CaptureId, body: AvatarRollbackIn, services: ServicesDep,
+                         user: CurrentUser) -> AvatarVersionOut:
+    """A new version with the content of `to_version` (history is kept), as for worlds."""
+    try:
+        version = _repo(services, user).rollback(capture_id, body.to_version, body.message)
+    except AvatarNotFound as err:
+        raise HTTPException(404, str(err)) from None
+    return next(v for v in _listing(services, user, capture_id) if v.version == version.version)
+
+
+@router.get("/{capture_id}/download", response_class=Response,
+            responses={200: {"content": {"model/gltf-binary": {}}}})
+def get_download(capture_id: CaptureId, services: ServicesDep, user: CurrentUser,
+                 format: Annotated[Literal["glb", "vrm"], Query(description="glb (glTF 2.0) or vrm (VRM 1.0)")] = "glb",
+                 version: VersionQuery = None) -> Response:
+    """Your avatar as .glb or VRM (opened with your key)."""
+    return _file_response(services, user, capture_id, format, version)
+
+
+@router.get("/{capture_id}/voice.wav", response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
+def get_voice(capture_id: CaptureId, services: ServicesDep, user: CurrentUser,
+              version: VersionQuery = None) -> Response:
+    """Your avatar's voice sample (the sentence its talk clip animates)."""
+    return _file_response(services, user, capture_id, "voice", version)
+
+
+@router.get("/{capture_id}/turntable.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def get_turntable_png(capture_id: CaptureId, services: ServicesDep, user: CurrentUser,
+                      version: VersionQuery = None) -> Response:
+    """The turntable contact sheet rendered by the flow (8 views around the avatar)."""
+    return _file_response(services, user, capture_id, "turntable_png", version)
+
+
+@router.get("/{capture_id}/turntable.mp4", response_class=Response,
+            responses={200: {"content": {"video/mp4": {}}}, **error_responses(503)})
+def get_turntable_mp4(capture_id: CaptureId, services: ServicesDep, user: CurrentUser,
+                      version: VersionQuery = None) -> Response:
+    """The turntable video (one turn): rendered by the flow for the captured version, on request (not
+    stored) for customised versions, whose creation leaves it out to answer in seconds."""
+    repo = _repo(services, user)
+    try:
+        row = repo.version(capture_id, version)
+        manifest = repo.manifest(row)
+        if "turntable_mp4" in manifest["assets"]:
+            return _file_response(services, user, capture_id, "turntable_mp4", row.version)
+        glb = repo.open(manifest, "glb")
+    except AvatarNotFound as err:
+        raise HTTPException(404, str(err)) from None
+    from gaiverse.avatar.creation import TURNTABLE_SECONDS
+    from gaiverse.avatar.render import RenderUnavailable, turntable_mp4
+
+    try:
+        with _CREATE_LOCK:
+            video = turntable_mp4(glb, TURNTABLE_SECONDS)
+    except RenderUnavailable as err:
+        raise HTTPException(503, f"no offscreen rendering here: {err}") from None
+    return Response(video, media_type="video/mp4", headers={
+        "Cache-Control": "private, no-store",
+        "Content-Disposition": f'attachment; filename="avatar-{capture_id}-v{row.version}-turntable.mp4"'})

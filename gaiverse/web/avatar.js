@@ -1,8 +1,10 @@
 // Avatar capture (AV-a1..a3): a guided recording with live feedback computed here in the browser — face
 // found and centred, lighting, sharpness, audio level and clipping, progress per step — uploaded to
 // POST /avatars/captures, which checks it again (server confirmation); then the avatar flow's progress
-// streams back (server-sent events) and the analysis and decided parameters are shown.
-// Server text is only ever set with textContent.
+// streams back (server-sent events) and the analysis and decided parameters are shown. Then the avatar
+// itself (AV-c1, AV-c3): played live (avatar_player.js: its voice with lip sync), its turntable, presets and
+// sliders that each make a new version (POST /avatars/{id}/customise), the versions with rollback, and
+// downloads (.glb, VRM, voice, turntable). Server text is only ever set with textContent.
 import { $, ApiError, api, authHeaders, el, requireSignIn, status } from './common.js';
 
 const STEPS = [
@@ -237,6 +239,7 @@ async function upload(form) {
     await ensureConsent();
     const started = await api('/avatars/captures', { method: 'POST', body: form });
     $('capture-id').textContent = started.capture_id;
+    custom.captureId = started.capture_id;
     const c = started.checks;
     status('server-status', `accepted: ${c.mode}, ${c.duration_s} s, face in ${c.frames_with_face}/${c.frames_sampled} frames, ` +
       `${c.speech_s} s of speech${started.wishes.length ? `, wishes: ${started.wishes.join(' · ')}` : ''}`, 'ok');
@@ -325,6 +328,176 @@ async function showResult({ progress, avatar }) {
   if (image.ok) $('preview').src = URL.createObjectURL(await image.blob());
   $('result').hidden = false;
   status('flow-status', `avatar v${avatar.version} ready`, 'ok');
+  if (avatar.downloads && avatar.downloads.glb) await showAvatar(avatar);
+}
+
+// --- the avatar: live player, turntable, customisation, versions, downloads ---------------------------
+const custom = { captureId: null, avatar: null, setup: null, player: null, urls: [] };
+
+/** An owner-only object of the avatar as a blob: URL (the API needs the key header, <audio>/<img> cannot send it). */
+async function blobUrl(path) {
+  const response = await fetch(path, { headers: authHeaders() });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail ?? detail; } catch { /* not JSON */ }
+    throw new ApiError(response.status, detail);
+  }
+  const url = URL.createObjectURL(await response.blob());
+  custom.urls.push(url);
+  return url;
+}
+
+async function showAvatar(avatar) {
+  custom.avatar = avatar;
+  $('avatar-card').hidden = false;
+  $('custom-card').hidden = false;
+  $('avatar-version').textContent = `version ${avatar.version}`;
+  for (const url of custom.urls.splice(0)) URL.revokeObjectURL(url);
+  status('player-status', 'loading your avatar…', 'busy');
+  try {
+    const [glbUrl, audioUrl] = await Promise.all([blobUrl(avatar.downloads.glb), blobUrl(avatar.downloads.voice)]);
+    if (custom.player) custom.player.dispose();
+    const { mountAvatarPlayer } = await import('/web/avatar_player.js');
+    custom.player = await mountAvatarPlayer($('player'), { glbUrl, audioUrl });
+    status('player-status', `v${avatar.version}: press ▶ Voice to hear it speak with lip sync`, 'ok');
+  } catch (err) {
+    status('player-status', `the live player failed: ${err.message}`, 'error');
+  }
+  if (avatar.downloads.turntable_png) {
+    $('turntable').src = await blobUrl(avatar.downloads.turntable_png).catch(() => '');
+  }
+  await renderCustomise(avatar.params);
+  await renderVersions();
+}
+
+async function renderCustomise(params) {
+  custom.setup = custom.setup || await api('/avatars/presets');
+  const { presets, sliders, choices, colours } = custom.setup;
+  $('presets').replaceChildren(...presets.map((p) => {
+    const b = el('button', p.label, 'secondary');
+    b.type = 'button';
+    b.title = p.description;
+    b.dataset.preset = p.name;
+    b.addEventListener('click', () => applyCustom({ preset: p.name }));
+    return b;
+  }));
+  const rows = [];
+  for (const name of colours) {
+    const input = el('input');
+    input.type = 'color';
+    input.name = name;
+    input.value = params.colours[name.replace('_colour', '')] || '#808080';
+    rows.push(field(name.replace('_', ' '), input));
+  }
+  for (const [name, options] of Object.entries(choices)) {
+    const select = el('select');
+    select.name = name;
+    select.replaceChildren(...options.map((o) => { const opt = el('option', o); opt.value = o; return opt; }));
+    select.value = params[name];
+    rows.push(field(name.replace('_', ' '), select));
+  }
+  for (const s of sliders) {
+    const input = el('input');
+    Object.assign(input, { type: 'range', name: s.name, min: s.minimum, max: s.maximum, step: s.step });
+    input.value = Math.min(s.maximum, Math.max(s.minimum, params[s.name]));
+    const shown = el('span', '', 'slider-value');
+    const show = () => { shown.textContent = `${Number(input.value).toFixed(2)}${s.unit ? ` ${s.unit}` : ''}`; };
+    input.addEventListener('input', show);
+    show();
+    rows.push(field(s.label, input, shown));
+  }
+  $('sliders').replaceChildren(...rows);
+  $('sliders').dataset.base = JSON.stringify(sliderValues());
+}
+
+function field(label, ...inputs) {
+  const row = el('label', null, 'slider');
+  row.append(el('span', label, 'name'), ...inputs);
+  return row;
+}
+
+function sliderValues() {
+  const out = {};
+  for (const input of $('sliders').querySelectorAll('input, select')) {
+    out[input.name] = input.type === 'range' ? Number(input.value) : input.value;
+  }
+  return out;
+}
+
+/** Only the sliders the user moved: a new version records what was changed. */
+function changedValues() {
+  const base = JSON.parse($('sliders').dataset.base || '{}');
+  return Object.fromEntries(Object.entries(sliderValues()).filter(([k, v]) => base[k] !== v));
+}
+
+async function applyCustom(body) {
+  if (!body.preset && !Object.keys(body.params || {}).length) {
+    status('custom-status', 'move a slider or pick a preset first', 'error');
+    return;
+  }
+  status('custom-status', 'creating a new version…', 'busy');
+  const buttons = document.querySelectorAll('#custom-card button');
+  buttons.forEach((b) => { b.disabled = true; });
+  try {
+    const made = await api(`/avatars/${custom.captureId}/customise`, {
+      method: 'POST', json: { ...body, base_version: custom.avatar.version } });
+    const seconds = (made.timings_ms.total / 1000).toFixed(1);
+    status('custom-status', `version ${made.version.version}: ${made.version.message} (engines ${seconds} s)`, 'ok');
+    await showAvatar(made.avatar);
+  } catch (err) {
+    status('custom-status', `not applied: ${err instanceof ApiError ? err.detail : err.message}`, 'error');
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
+
+async function rollback(version) {
+  status('custom-status', `rolling back to version ${version}…`, 'busy');
+  try {
+    const made = await api(`/avatars/${custom.captureId}/rollback`, { method: 'POST', json: { to_version: version } });
+    const capture = await api(`/avatars/captures/${custom.captureId}`);
+    status('custom-status', `version ${made.version}: ${made.message}`, 'ok');
+    await showAvatar(capture.avatar);
+  } catch (err) {
+    status('custom-status', `rollback failed: ${err instanceof ApiError ? err.detail : err.message}`, 'error');
+  }
+}
+
+async function renderVersions() {
+  const versions = await api(`/avatars/${custom.captureId}/versions`);
+  $('versions').replaceChildren(...versions.map((v) => {
+    const item = el('li', null, v.version === custom.avatar.version ? 'current' : '');
+    item.dataset.version = v.version;
+    const p = v.params;
+    const what = `${p.style}, hair ${p.hair_style}, ${Number(p.height_m).toFixed(2)} m, pitch ${Number(p.pitch_semitones).toFixed(1)} st`;
+    item.append(el('span', `v${v.version}`, 'number'),
+      el('span', `${v.message}${v.parent ? ` (from v${v.parent})` : ''}`, 'message'), el('span', what, 'what'));
+    if (v.version !== custom.avatar.version) {
+      const back = el('button', 'Roll back', 'secondary');
+      back.type = 'button';
+      back.dataset.rollback = v.version;
+      back.addEventListener('click', () => rollback(v.version));
+      item.append(back);
+    }
+    return item;
+  }));
+}
+
+async function download(name, filename) {
+  const link = custom.avatar && custom.avatar.downloads[name];
+  if (!link) return;
+  status('player-status', `preparing ${filename}…`, 'busy');
+  try {
+    const a = el('a');
+    a.href = await blobUrl(link);
+    a.download = filename;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    status('player-status', `downloaded ${filename}`, 'ok');
+  } catch (err) {
+    status('player-status', `download failed: ${err instanceof ApiError ? err.detail : err.message}`, 'error');
+  }
 }
 
 function swatch(label, hex) {
@@ -354,6 +527,13 @@ async function main() {
   $('start-capture').addEventListener('click', startCapture);
   $('finish').addEventListener('click', finishCapture);
   $('upload-form').addEventListener('submit', uploadFiles);
+  $('apply-custom').addEventListener('click', () => applyCustom({ params: changedValues() }));
+  $('reset-custom').addEventListener('click', () => renderCustomise(custom.avatar.params));
+  const file = (ext) => `avatar-${custom.captureId}-v${custom.avatar.version}.${ext}`;
+  $('download-glb').addEventListener('click', () => download('glb', file('glb')));
+  $('download-vrm').addEventListener('click', () => download('vrm', file('vrm')));
+  $('download-voice').addEventListener('click', () => download('voice', file('wav')));
+  $('download-mp4').addEventListener('click', () => download('turntable_mp4', file('mp4')));
   renderSteps();
   document.body.dataset.ready = 'true';
 }

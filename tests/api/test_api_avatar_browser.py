@@ -4,7 +4,9 @@ The clip is converted at test time to the raw formats chromium's fake devices re
 audio). The user signs in, uploads a file without a face (the server's reason is shown), starts the
 camera (live feedback: face, lighting, sharpness, audio level), runs the guided steps, and the
 recording is uploaded; the server's checks, the flow's progress per step and finally the analysis and
-decided parameters appear. Screenshots: tests/artifacts/avatar-*.png.
+decided parameters appear. Then the avatar itself: the live player (its voice with lip sync), a slider
+moved to make version 2, a rollback to version 1 (version 3), and the .glb and .vrm downloaded.
+Screenshots: tests/artifacts/avatar-*.png.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import uuid
 import httpx
 import pytest
 
+from gaiverse.avatar.capture import FLOW_STEPS
 from gaiverse.config import REPO_ROOT
 from tests.api.test_api_avatar import avatar_deployment  # noqa: F401 - the served avatar flow (fixture)
 from tests.browser import chromium
@@ -108,11 +111,12 @@ def test_guided_capture_with_live_feedback_uploads_and_shows_the_avatar(browser,
         # the flow's progress streams in, then the analysis and the decided parameters
         page.wait_for_selector("#flow-status.ok:has-text('ready')", timeout=600_000)
         states = page.eval_on_selector_all("#flow-steps li .state", "nodes => nodes.map(n => n.textContent)")
-        assert states == ["COMPLETED"] * 5, states
+        assert states == ["COMPLETED"] * len(FLOW_STEPS), states
         table = page.text_content("#analysis")
         assert "cartoon" in table and "ppo-policy" in table and "F0" in table, table
         page.wait_for_function("document.querySelector('#preview').naturalWidth > 0")
         page.screenshot(path=str(artifacts_dir / "avatar-4-result.png"), full_page=True)
+        _avatar_player_customise_rollback_download(page, artifacts_dir)
     finally:
         context.close()
     assert not problems, problems
@@ -121,4 +125,49 @@ def test_guided_capture_with_live_feedback_uploads_and_shows_the_avatar(browser,
         assert len(captures) == 1
         capture = http.get(f"/avatars/captures/{captures[0]['capture_id']}").json()
     assert capture["mode"] == "video" and capture["media"][0]["format"] == "webm"
+    assert capture["avatar"]["version"] == 3 and capture["avatar"]["customisation"] is None  # rolled back to v1
     assert capture["avatar"]["params"]["style"] == "cartoon" and capture["avatar"]["params"]["hair_lab"][2] < -20
+
+
+def _avatar_player_customise_rollback_download(page, artifacts_dir) -> None:
+    """The live avatar speaks with lip sync; a slider makes v2; rollback makes v3 = v1; .glb/.vrm download."""
+    page.wait_for_selector("#player[data-state='ready']", timeout=120_000)
+    page.wait_for_selector("#versions li[data-version='1']")
+    page.click("#player [data-action='voice']")
+    page.wait_for_function("window.avatarPlayerStats && window.avatarPlayerStats.jawOpenMax > 0.1", timeout=30_000)
+    clips = page.evaluate("window.avatarPlayerStats.clips")
+    assert {"talk", "head_motion"} <= set(clips), clips
+    page.wait_for_function("document.querySelector('#turntable').naturalWidth > 0")
+    page.screenshot(path=str(artifacts_dir / "avatar-5-live.png"), full_page=True)
+
+    def height_slider() -> str:
+        return page.eval_on_selector("#sliders input[name='height_m']", "(e) => e.value")
+
+    height = float(height_slider())
+    taller = round(min(2.3, height + 0.2), 2)
+    page.eval_on_selector("#sliders input[name='height_m']",
+                          f"(e) => {{ e.value = '{taller}'; e.dispatchEvent(new Event('input')); }}")
+    assert page.text_content("#sliders input[name='height_m'] + .slider-value").startswith(f"{taller:.2f}")
+    page.click("#apply-custom")
+    page.wait_for_selector("#custom-status.ok, #custom-status.error", timeout=300_000)
+    page.screenshot(path=str(artifacts_dir / "avatar-6-customised.png"), full_page=True)
+    said = page.text_content("#custom-status")
+    assert said.startswith("version 2:") and "height_m" in said, said
+    page.wait_for_selector("#versions li.current[data-version='2']")
+    page.wait_for_selector("#player[data-state='ready']", timeout=120_000)
+    assert float(height_slider()) == taller
+    page.screenshot(path=str(artifacts_dir / "avatar-6-customised.png"), full_page=True)
+
+    page.click("#versions li[data-version='1'] button[data-rollback='1']")
+    page.wait_for_selector("#custom-status.ok:has-text('version 3: rollback to v1')", timeout=60_000)
+    page.wait_for_selector("#versions li.current[data-version='3']")
+    assert float(height_slider()) == height
+    for ext in ("glb", "vrm"):
+        with page.expect_download(timeout=60_000) as info:
+            page.click(f"#download-{ext}")
+        download = info.value
+        assert download.suggested_filename.endswith(f"-v3.{ext}")
+        path = artifacts_dir / f"avatar-download.{ext}"
+        download.save_as(str(path))
+        assert path.read_bytes()[:4] == b"glTF"
+    page.screenshot(path=str(artifacts_dir / "avatar-7-versions.png"), full_page=True)

@@ -269,7 +269,11 @@ def test_avatar_capture_and_avatar_are_exported_then_erased_without_a_trace(fres
     keys = {capture_manifest, made["manifest_key"], *made["assets"].values(), manifest["preferences_key"],
             *(m["key"] for m in manifest["media"])}
     sealed = [blob for blob in map(store.get_bytes, keys) if blob[:4] == b"GVE1"]
-    assert len(sealed) == 4  # video, wishes, analysis, preview
+    assert len(sealed) == 2 + len(made["assets"])  # video, wishes + analysis, preview, source, glb, vrm, voice, ...
+    objects = exported[0]["avatars"][0]["objects_base64"]
+    assert {"glb", "vrm", "voice", "source"} <= set(objects)
+    assert base64.b64decode(objects["glb"]) == vault.open(subject, store.get_bytes(made["assets"]["glb"]),
+                                                          DERIVED_CONTEXT)
     assert all(store.exists(k) for k in keys)
 
     erased = user.delete(f"{P}/data", params={"confirm": user.name})

@@ -3,7 +3,7 @@
     gaiverse up | down | status     the embedded stack (S3, Prefect, Ray, flow runner, API)
     gaiverse demo                   up + self-check through the API, then serve until Ctrl-C
     gaiverse selfcheck              run the self-check flow; exit 0 only when every step passed
-    gaiverse eval terrain|roads|npc|recommend|avatar-policy ...   evaluations on real data (one JSON object, EVAL.md)
+    gaiverse eval terrain|roads|npc|recommend|avatar-policy|nerf ...   evaluations on real data (one JSON object, EVAL.md)
     gaiverse layout ... | tasks ... | npc kb ...    capability commands
 """
 
@@ -212,12 +212,13 @@ def demo() -> None:
 def _mount_capabilities() -> None:
     """One `eval` group gathering every capability's evaluation, plus each capability's own commands."""
     from gaiverse.avatar import cli as avatar_cli
+    from gaiverse.interiors import cli as interiors_cli
     from gaiverse.npc import cli as npc_cli
     from gaiverse.personalization import cli as personalization_cli
     from gaiverse.world import cli as world_cli
 
     eval_app = typer.Typer(no_args_is_help=True, help="Evaluate on real data not trained on; prints one JSON object")
-    for module in (world_cli, npc_cli, personalization_cli, avatar_cli):
+    for module in (world_cli, npc_cli, personalization_cli, avatar_cli, interiors_cli):
         eval_app.registered_commands.extend(module.eval_app.registered_commands)
     app.add_typer(eval_app, name="eval")
     app.add_typer(world_cli.layout_app, name="layout")
@@ -230,6 +231,7 @@ def _mount_capabilities() -> None:
     npc_app.command("create")(npc_cli.create_cmd)
     app.add_typer(npc_app, name="npc")
     app.add_typer(avatar_cli.app, name="avatar")
+    app.add_typer(interiors_cli.app, name="interiors")
 
 
 _mount_capabilities()

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from gaiverse import __version__
 from gaiverse.api import assets, auth, catalog, health, knowledge, npc_live, npcs, personalization, runs, uploads
-from gaiverse.api import avatars, worlds
+from gaiverse.api import avatars, interiors, worlds
 from gaiverse.api.deps import Services
 from gaiverse.api.errors import install_error_handlers
 from gaiverse.api.keys import ensure_admin
@@ -96,7 +96,7 @@ def build_app() -> FastAPI:
     app = FastAPI(title="gaiverse API", version=__version__, description=DESCRIPTION)
     install_error_handlers(app)
     for module in (health, auth, runs, assets, catalog, uploads, personalization, knowledge, npc_live, npcs,
-                   worlds, avatars):
+                   worlds, avatars, interiors):
         app.include_router(module.router)
     return app
 

@@ -24,6 +24,8 @@ from gaiverse.world.world_build import checkpoint_id
 from gaiverse.world.world_state import WorldState
 from tasks.artifacts import table_artifact
 from tasks.common import current_run_ids, flow_hooks, get_catalog
+from tasks.dynamics import simulate_dynamics
+from tasks.interiors_world import furnish_interiors
 from tasks.world import (
     assemble, extract_roads, generate_layout, load_world, parse_suggestions, place_buildings, publish_world,
     validate_world,
@@ -83,7 +85,8 @@ def _world_id(prompt: str, seed: int) -> str:
 
 
 def _build(steps: Steps, controls, prompt: str, seed: int, ddim_steps: int | None, checkpoint: str | None):
-    """layout -> roads -> buildings -> assemble -> validate; returns (state, scene, checkpoints, checks)."""
+    """layout -> roads -> buildings -> assemble -> interiors -> dynamics -> validate; returns (state, scene,
+    checkpoints, checks, files of the dynamics step)."""
     checkpoints = checkpoint_id(checkpoint)
     layout = steps.run("layout", lambda: generate_layout(controls, seed, ddim_steps, checkpoint),
                        lambda r: f"{r.heights.shape[1]}x{r.heights.shape[0]} cells at {r.cell_m} m")
@@ -93,9 +96,13 @@ def _build(steps: Steps, controls, prompt: str, seed: int, ddim_steps: int | Non
     state = WorldState.from_layout(layout, prompt, buildings)
     scene = steps.run("assemble", lambda: assemble(state, {"layout": checkpoints["sha256"]}),
                       lambda r: f"{r.triangles} triangles, {len(r.vegetation)} plants")
+    steps.run("interiors", lambda: furnish_interiors(scene),
+              lambda r: r.get("skipped") or f"{r['windows']} windows, {r['room_views_used']} NeRF room views")
+    dynamics = steps.run("dynamics", lambda: simulate_dynamics(scene, seed),
+                         lambda r: f"{r['vehicles']} vehicles, {r['pedestrians']} people")
     checks = steps.run("validate", lambda: validate_world(scene),
                        lambda r: f"{r['gltf_errors']} glTF errors, {r['buildings']} buildings, {r['roads']} roads")
-    return state, scene, checkpoints, checks
+    return state, scene, checkpoints, {**checks, "dynamics": dynamics["checks"]}, dynamics["files"]
 
 
 @flow(name="build-world", description="A validated, versioned 3D world (.glb + maps) from a text suggestion.",
@@ -119,12 +126,13 @@ def build_world(
     controls = steps.run("parse", lambda: parse_suggestions(prompt, size_m),
                          lambda r: f"{r.size_m[0]:.0f} m x {r.size_m[1]:.0f} m, relief {r.relief_m:.0f} m")
     who = run_owner(owner)
-    state, scene, checkpoints, checks = _build(steps, controls, prompt, seed, ddim_steps, checkpoint)
+    state, scene, checkpoints, checks, files = _build(steps, controls, prompt, seed, ddim_steps, checkpoint)
     target = world_id or _world_id(prompt, seed)
     published = steps.run("publish", lambda: publish_world(
         target, state, scene, owner=who, message=f"built from {prompt!r} (seed {seed})",
         made_by={"kind": "build", "prompt": prompt, "seed": seed, "ddim_steps": ddim_steps},
-        checkpoints=checkpoints, new_world=world_id is None), lambda r: f"{r['world_id']} v{r['version']}")
+        checkpoints=checkpoints, new_world=world_id is None, extra_files=files),
+        lambda r: f"{r['world_id']} v{r['version']}")
     knowledge = steps.knowledge(published["world_id"], published["version"])
     steps.report("world-build-steps", f"World {published['world_id']} v{published['version']}")
     flow_run_id, _ = current_run_ids()
@@ -158,12 +166,12 @@ def rebuild_world(
     old: WorldState = current["state"]
     controls = parse_suggestion(old.prompt)
     controls.size_m = tuple(float(s) for s in old.size_m)
-    state, scene, checkpoints, checks = _build(steps, controls, old.prompt, old.seed, ddim_steps, checkpoint)
+    state, scene, checkpoints, checks, files = _build(steps, controls, old.prompt, old.seed, ddim_steps, checkpoint)
     published = steps.run("publish", lambda: publish_world(
         world_id, state, scene, owner=current["owner"],
         message=f"rebuild of v{current['version']} with checkpoint {checkpoints['sha256']}",
         made_by={"kind": "rebuild", "from_version": current["version"], "seed": old.seed},
-        checkpoints=checkpoints, new_world=False), lambda r: f"v{r['version']}")
+        checkpoints=checkpoints, new_world=False, extra_files=files), lambda r: f"v{r['version']}")
     knowledge = steps.knowledge(world_id, published["version"])
     steps.report("world-rebuild-steps", f"World {world_id} rebuilt as v{published['version']}")
     flow_run_id, _ = current_run_ids()

@@ -115,8 +115,11 @@ def validate_world(scene) -> dict[str, Any]:
 
 @gaiverse_task(cache="none", retries=3)
 def publish_world(world_id: str, state: WorldState, scene, *, owner: str, message: str, made_by: dict[str, Any],
-                  checkpoints: dict[str, str], new_world: bool) -> dict[str, Any]:
-    """Store every file and publish the version in one catalog transaction (once per flow run)."""
+                  checkpoints: dict[str, str], new_world: bool,
+                  extra_files: dict[str, tuple[bytes, str, str]] | None = None) -> dict[str, Any]:
+    """Store every file and publish the version in one catalog transaction (once per flow run).
+
+    extra_files : name -> (bytes, kind, ext) made by other steps (the dynamics step's .glb and JSON)."""
     flow_run_id, _ = current_run_ids()
     catalog = get_catalog()
     if flow_run_id:  # a retry after a publish that did commit must not publish twice
@@ -124,7 +127,7 @@ def publish_world(world_id: str, state: WorldState, scene, *, owner: str, messag
                              [f"world/{world_id}", flow_run_id])
         if done:
             return {"world_id": world_id, **done[0]}
-    files = world_build.version_files(state, scene)
+    files = {**world_build.version_files(state, scene), **(extra_files or {})}
     version = repo().publish(world_id, state, author=owner, message=message, derived=files, made_by=made_by,
                              new_world=new_world, flow_run_id=flow_run_id,
                              extra={"checkpoints": checkpoints, "scene": scene.manifest() if scene else None})

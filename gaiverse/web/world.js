@@ -3,9 +3,12 @@
 import * as THREE from 'three';
 import { $, api, authHeaders, el, formatTime, requireSignIn } from '/web/common.js';
 import { createViewer } from '/web/viewer.js';
+import { createEngine } from '/web/engine.js';
+import { applyInteriors } from '/web/interior_material.js';
 
 const page = { world: null, versions: [], current: null, region: null, points: [], walk: null };
 let viewer;
+let engine;
 
 async function blobUrl(path) {
   const response = await api(path);
@@ -53,12 +56,56 @@ async function showVersion(number) {
   $('backup').onclick = (event) => { event.preventDefault(); download(`/worlds/${page.world}/backup?version=${number}`); };
   $('view-status').textContent = `v${number}: assembling the 3D view…`;
   try {
-    await viewer.load(`/worlds/${page.world}/versions/${number}/glb`);
+    const gltf = await viewer.load(`/worlds/${page.world}/versions/${number}/glb`);
+    // window interiors: the depth maps are stored beside the .glb as objects of the version, named by path
+    await applyInteriors(gltf.scene, (path) => (version.objects[path] ? blobUrl(`/assets/${version.objects[path]}/content`) : null));
     $('view-status').textContent = `v${number}: ${version.stats.buildings ?? 0} buildings, relief ${version.stats.relief_m} m`;
+    await showDynamics(version, gltf.scene).catch((err) => {
+      $('engine-status').textContent = `engine failed: ${err.message || err}`;
+      $('world-view').dataset.dynamics = 'error';
+      console.error(err);
+    });
     if (page.walk) startWalk();
   } catch (err) {
     $('view-status').textContent = `3D view failed: ${err.message || err}`;
   }
+}
+
+// ---- the engine: traffic, pedestrians and weather of the version (ENV-d2) ----
+async function showDynamics(version, root) {
+  engine.clear();
+  const key = version.objects.dynamics_glb;
+  const canvas = $('world-view');
+  if (!key) {
+    $('engine-status').textContent = 'no traffic for this version (built worlds have it; edits do not)';
+    canvas.dataset.dynamics = 'weather-only';
+    return;
+  }
+  const gltf = await viewer.fetchGltf(`/assets/${key}/content`);
+  engine.attach(root, gltf);
+  const counts = engine.counts();
+  $('engine-status').textContent = `${engine.state.agents.vehicle.length} vehicles, ${engine.state.agents.pedestrian.length} people`;
+  canvas.dataset.dynamics = counts.vehicles + counts.pedestrians > 0 ? 'running' : 'empty';
+}
+
+function wireEngine() {
+  engine = createEngine(viewer);
+  window.gaiverseEngine = engine;  // for the browser tests and the benchmark
+  const hourOut = $('engine-hour-out');
+  const sync = () => {
+    const live = $('engine-live').checked;
+    engine.set({ weather: $('engine-weather').value, hour: live ? null : Number($('engine-hour').value),
+      traffic: Number($('engine-traffic').value), pedestrians: Number($('engine-people').value) });
+    hourOut.textContent = live ? 'now' : `${Math.floor($('engine-hour').value)}:${String(Math.round(($('engine-hour').value % 1) * 60)).padStart(2, '0')}`;
+  };
+  for (const id of ['engine-weather', 'engine-hour', 'engine-live', 'engine-traffic', 'engine-people']) $(id).addEventListener('input', sync);
+  $('engine-hour').addEventListener('input', () => { $('engine-live').checked = false; sync(); });
+  $('engine-play').addEventListener('click', () => {
+    engine.state.playing = !engine.state.playing;
+    $('engine-play').textContent = engine.state.playing ? 'Pause' : 'Play';
+    $('engine-play').setAttribute('aria-pressed', String(engine.state.playing));
+  });
+  engine.set({ traffic: null, pedestrians: null });
 }
 
 async function download(path) {
@@ -278,6 +325,7 @@ function wireEditFields() {
 async function main() {
   await requireSignIn();
   viewer = createViewer($('world-view'), { headers: authHeaders() });
+  wireEngine();
   wireMap();
   wireWalk();
   wireEditFields();

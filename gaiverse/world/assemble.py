@@ -72,6 +72,10 @@ class WorldScene:
     config: WorldConfig
     checkpoints: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    materials: dict[str, tuple[dict, bytes | None]] = field(default_factory=dict)
+    """Extra glTF materials parts may name (window interiors: material, baked PNG); see GlbWriter.add_material."""
+    assets: dict[str, bytes] = field(default_factory=dict)
+    """Files shipped beside the .glb, keyed by their path relative to it (interior colour + depth maps)."""
     _glb: bytes | None = None
     _triangles: int = 0
 
@@ -82,6 +86,8 @@ class WorldScene:
         w, h = self.network.extent_m
         writer = GlbWriter("world", {"type": "world", "seed": self.layout.seed, "size_m": [w, h],
                                      "frame": "X east, Y up, Z south; metres"})
+        for name, (material, png) in self.materials.items():
+            writer.add_material(name, material, png)
         group = {name: writer.add_node(name, extras={"type": f"{name}_group"}) for name in
                  ("terrain", "roads", "buildings", "vegetation")}
         for part in [self.terrain] + ([self.water] if self.water else []):
@@ -200,6 +206,9 @@ class WorldScene:
         files["glb"].write_bytes(self.glb_bytes())
         files["heightmap"].write_bytes(self.heightmap_png())
         files["topdown"].write_bytes(self.topdown_png())
+        for relative, data in self.assets.items():
+            (out / relative).parent.mkdir(parents=True, exist_ok=True)
+            (out / relative).write_bytes(data)
         self.timings["export"] = round(time.perf_counter() - t, 3)
         manifest = self.manifest()
         manifest["files"] = {k: p.name for k, p in files.items()}

@@ -1,5 +1,6 @@
 """A small glTF 2.0 binary (.glb) writer for world scenes: vertex-coloured meshes, named nodes with `extras`,
-mesh reuse across nodes and EXT_mesh_gpu_instancing.
+mesh reuse across nodes, EXT_mesh_gpu_instancing, and TEXCOORD_0 + materials with an embedded PNG
+base-colour texture (the baked room behind each window, ENV-c3).
 
 trimesh's exporter cannot put `extras` on nodes nor write GPU instancing, and worlds need both
 (semantic types and ids per node; thousands of trees). Parts are given in the world frame
@@ -13,7 +14,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +46,10 @@ class MeshPart:
     """(n, 4) uint8 RGBA per vertex (None: white)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Semantic type, id and attributes written to the node's `extras`."""
-    material: Literal["default", "water"] = "default"
-    """Which of MATERIALS the mesh uses."""
+    material: str = "default"
+    """Which of MATERIALS the mesh uses, or a name given to GlbWriter.add_material (textured window interiors)."""
+    uv: np.ndarray | None = None
+    """(n, 2) TEXCOORD_0 in glTF's convention ((0, 0) = top-left of the image); None: no texture coordinates."""
     smooth: bool = False
     """Write smooth vertex normals (terrain); without normals viewers shade flat (low-poly look)."""
 
@@ -65,20 +68,24 @@ class MeshPart:
         if not z_up:
             vertices = np.column_stack([vertices[:, 0], -vertices[:, 2], vertices[:, 1]])
         visual = mesh.visual
+        uv = None
         if getattr(visual, "kind", None) == "texture":
+            raw_uv = getattr(visual, "uv", None)  # trimesh keeps OpenGL's v-up; glTF's v runs down the image
+            uv = None if raw_uv is None else np.column_stack([raw_uv[:, 0], 1.0 - raw_uv[:, 1]])
             visual = visual.to_color()
         colours = None
         if getattr(visual, "kind", None) == "face":
             fc = np.asarray(visual.face_colors, dtype=np.uint8)
             vertices, faces = vertices[faces].reshape(-1, 3), np.arange(3 * len(faces)).reshape(-1, 3)
             colours = np.repeat(fc, 3, axis=0)
+            uv = None if uv is None else uv[np.asarray(mesh.faces)].reshape(-1, 2)
         elif getattr(visual, "kind", None) == "vertex":
             colours = np.asarray(visual.vertex_colors, dtype=np.uint8)
             if colours.shape != (len(vertices), 4):  # a texture reduced to one main colour
                 colours = np.tile(colours.reshape(-1, 4)[:1], (len(vertices), 1))
         meta = dict(getattr(mesh, "metadata", {}) or {})
         merged = {**meta.get("extras", {}), **(extras or {})}
-        return cls(name, vertices, faces, colours, merged)
+        return cls(name, vertices, faces, colours, merged, uv=uv)
 
 
 def to_gltf_frame(v: np.ndarray) -> np.ndarray:
@@ -107,6 +114,7 @@ class GlbWriter:
                                     "accessors": [], "bufferViews": [], "buffers": [], "materials": []}
         self.blob = bytearray()
         self._materials: dict[str, int] = {}
+        self._custom: dict[str, tuple[dict, bytes | None]] = {}
         self._meshes: dict[int, int] = {}
         self.triangles = 0
         self.add_node(root_name, extras=root_extras or {"type": "world"}, parent=None)
@@ -135,9 +143,38 @@ class GlbWriter:
         self.doc["accessors"].append(acc)
         return len(self.doc["accessors"]) - 1
 
+    def add_material(self, name: str, material: dict[str, Any], base_colour_png: bytes | None = None) -> None:
+        """Register a material for parts whose `material` is `name`; written (with its PNG as an embedded
+        baseColorTexture) only if a mesh uses it, so unused variants leave no unused objects behind."""
+        if name in MATERIALS or name in self._custom:
+            raise ValueError(f"material {name!r} is already defined")
+        self._custom[name] = (material, base_colour_png)
+
+    def _texture(self, png: bytes) -> int:
+        for key in ("images", "textures", "samplers"):
+            self.doc.setdefault(key, [])
+        if not self.doc["samplers"]:
+            self.doc["samplers"].append({"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071})
+        self.doc["images"].append({"bufferView": self._view(png, None), "mimeType": "image/png"})
+        self.doc["textures"].append({"sampler": 0, "source": len(self.doc["images"]) - 1})
+        return len(self.doc["textures"]) - 1
+
+    def accessor(self, array: np.ndarray, ctype: int, atype: str, bounds: bool = False) -> int:
+        """Write a non-vertex accessor (animation times and values, instance attributes); returns its index."""
+        return self._accessor(array, ctype, atype, None, bounds=bounds)
+
     def _material(self, name: str) -> int:
         if name not in self._materials:
-            self.doc["materials"].append(MATERIALS[name])
+            if name in MATERIALS:
+                material = MATERIALS[name]
+            elif name in self._custom:
+                material, png = self._custom[name]
+                material = json.loads(json.dumps(to_jsonable(material)))
+                if png is not None:
+                    material.setdefault("pbrMetallicRoughness", {})["baseColorTexture"] = {"index": self._texture(png)}
+            else:
+                raise ValueError(f"material {name!r} is neither built in ({', '.join(MATERIALS)}) nor added")
+            self.doc["materials"].append(material)
             self._materials[name] = len(self.doc["materials"]) - 1
         return self._materials[name]
 
@@ -158,6 +195,10 @@ class GlbWriter:
             attrs["NORMAL"] = self._accessor(vertex_normals(v.astype(np.float64), f), FLOAT, "VEC3", ARRAY_BUFFER)
         if part.colours is not None:
             attrs["COLOR_0"] = self._accessor(part.colours, UBYTE, "VEC4", ARRAY_BUFFER, normalized=True)
+        if part.uv is not None:
+            if np.shape(part.uv) != (len(v), 2):
+                raise ValueError(f"mesh {part.name!r}: uv must have shape ({len(v)}, 2), got {np.shape(part.uv)}")
+            attrs["TEXCOORD_0"] = self._accessor(part.uv, FLOAT, "VEC2", ARRAY_BUFFER)
         ctype = USHORT if len(v) < 65535 else UINT
         indices = self._accessor(f.ravel(), ctype, "SCALAR", ELEMENT_ARRAY_BUFFER)
         self.doc["meshes"].append({"name": part.name, "primitives": [
@@ -211,8 +252,8 @@ class GlbWriter:
             self.blob.append(0)
         doc = dict(self.doc)
         doc["buffers"] = [{"byteLength": len(self.blob)}]
-        for key in ("meshes", "accessors", "bufferViews", "materials"):
-            if not doc[key]:
+        for key in ("meshes", "accessors", "bufferViews", "materials", "images", "textures", "samplers"):
+            if key in doc and not doc[key]:
                 doc.pop(key)
         if not self.blob:
             doc.pop("buffers")

@@ -157,4 +157,6 @@ def version_files(state: WorldState, scene=None) -> dict[str, tuple[bytes, str, 
     return {"glb": (scene.glb_bytes(), "world/glb", "glb"),
             "heightmap_png": (scene.heightmap_png(), "world/heightmap", "png"),
             "map_png": (scene.topdown_png(metres_per_px=max(1.0, state.size_m[0] / 1024)), "world/map", "png"),
-            "scene_json": (json.dumps(scene_manifest, sort_keys=True, default=float).encode(), "world/scene", "json")}
+            "scene_json": (json.dumps(scene_manifest, sort_keys=True, default=float).encode(), "world/scene", "json"),
+            # files beside the .glb (window interiors' colour + depth maps), named by their path relative to it
+            **{path: (data, "world/interior", path.rsplit(".", 1)[-1]) for path, data in scene.assets.items()}}

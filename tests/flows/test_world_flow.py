@@ -12,7 +12,7 @@ from _flowhelpers import task_runs_of
 pytestmark = pytest.mark.slow
 
 BUILD_TASKS = {"parse-suggestions", "generate-layout", "extract-roads", "place-buildings", "assemble",
-               "validate-world", "publish-world"}
+               "furnish-interiors", "simulate-dynamics", "validate-world", "publish-world"}
 
 
 def test_build_then_rebuild_a_small_world(stack, catalog, store, artifacts_dir):
@@ -25,7 +25,7 @@ def test_build_then_rebuild_a_small_world(stack, catalog, store, artifacts_dir):
     world = result["world_id"]
     assert result["version"] == 1 and result["owner"] == "flow-tester"
     assert [s["step"] for s in result["steps"]] == ["parse", "layout", "roads", "buildings", "assemble",
-                                                    "validate", "publish"]
+                                                    "interiors", "dynamics", "validate", "publish"]
     assert result["checks"]["gltf_errors"] == 0
 
     repo = WorldVersions(store, catalog)
@@ -33,6 +33,9 @@ def test_build_then_rebuild_a_small_world(stack, catalog, store, artifacts_dir):
     assert {"heights", "roads", "water", "buildings", "glb", "heightmap_png", "map_png", "scene_json"} <= set(
         manifest["objects"])
     assert manifest["state"]["size_m"] == [256.0, 256.0] and manifest["made_by"]["kind"] == "build"
+    assert {"dynamics_glb", "dynamics_json"} <= set(manifest["objects"])  # ENV-d2: traffic, people, weather
+    if manifest["scene"]["counts"]["buildings"]:  # ENV-c3: the windows' NeRF rooms ship beside the .glb
+        assert any(name.startswith("interiors/") and name.endswith("_depth.png") for name in manifest["objects"])
     glb = store.get_bytes(manifest["objects"]["glb"]["key"])
     assert validate_glb(glb).errors == []
     (artifacts_dir / "world_flow.glb").write_bytes(glb)

@@ -88,6 +88,12 @@ BACKGROUND_DE = 14.0
 """A pixel within this CIELAB distance of a border-strip (background) sample counts as background."""
 SKIN_DE = 12.0
 """A pixel within this distance of the face's skin counts as neck / skin, not clothing."""
+SKIN_HUE_DEG = 15.0
+SKIN_SHADE_CHROMA = 0.45
+SKIN_SHADE_L = 40.0
+"""A pixel within SKIN_HUE_DEG of the skin's hue angle, with at least SKIN_SHADE_CHROMA of its chroma and a
+lightness within SKIN_SHADE_L, also counts as skin: a neck in the chin's shadow keeps the face's hue while
+its lightness and chroma drop, and must not become a skin-coloured top."""
 MIN_CLOTHING_SHARE = 0.35
 """A sampling region needs this share of clothing-like pixels to be trusted."""
 POSE_VISIBLE = 0.6
@@ -133,7 +139,11 @@ def _clothing_pixels(lab: np.ndarray, boxes: list[tuple[int, int, int, int]], ba
     if len(region) > 4000:  # a fixed subsample keeps the cost flat for large frames
         region = region[np.random.default_rng(0).choice(len(region), 4000, replace=False)]
     d_bg = np.sqrt(((region[:, None, :] - background[None]) ** 2).sum(-1)).min(1)
-    keep = (d_bg > BACKGROUND_DE) & (np.sqrt(((region - skin) ** 2).sum(1)) > SKIN_DE)
+    hue = np.degrees(np.arctan2(region[:, 2], region[:, 1]))
+    hue_gap = np.abs((hue - np.degrees(np.arctan2(skin[2], skin[1])) + 180.0) % 360.0 - 180.0)
+    shaded_skin = (hue_gap < SKIN_HUE_DEG) & (np.abs(region[:, 0] - skin[0]) < SKIN_SHADE_L) \
+        & (np.hypot(region[:, 1], region[:, 2]) > SKIN_SHADE_CHROMA * np.hypot(skin[1], skin[2]))
+    keep = (d_bg > BACKGROUND_DE) & (np.sqrt(((region - skin) ** 2).sum(1)) > SKIN_DE) & ~shaded_skin
     return region[keep] if keep.mean() >= MIN_CLOTHING_SHARE else None
 
 

@@ -213,6 +213,17 @@ def test_clothing_colour_is_the_clothes_not_the_background(faces):
     assert body_params(AvatarParams(), None, None).top_rgb == BodyParams().top_rgb
 
 
+def test_a_neck_in_shadow_is_not_taken_for_the_top():
+    """The flow's best GRID frame shows the neck between the collars at the bottom edge, darker than the face
+    but of the same hue: the top must come out as the grey-blue denim shirt, never a skin colour."""
+    frames = decode(GRID, max_frames=48).frames
+    picks = [frames[i] for i in (9, 24, 39)]
+    landmarks, _ = face_landmarks(picks, video=False)
+    for frame, lm in zip(picks, landmarks):
+        top = srgb_to_lab(np.asarray(clothing_colour(frame, lm)))
+        assert top[2] < 10 and np.hypot(top[1], top[2]) < 20, top  # denim: low chroma, not yellow-orange skin
+
+
 def test_appearance_follows_params_measures_and_style(faces):
     frame, lm = faces["grid"]
     top = clothing_colour(frame, lm)

@@ -7,7 +7,8 @@ From the frames (RGB) and the soundtrack of a capture, and optional typed text, 
 - colours: skin (cheek and forehead discs), eyes (iris annulus inside the eyelids) and hair (the band
   above the forehead, minus pixels that look like the background or like skin), in CIELAB with a name;
 - body: MediaPipe pose on the most frontal frame: shoulder width and, when visible, hips (build)
-  and feet (height, scaled by the mean interpupillary distance of 63 mm);
+  and feet (height, scaled by the mean interpupillary distance of 63 mm); ``body_poses`` gives the
+  pose per frame (the animation's upper-body track);
 - voice: F0 median and range (WORLD Harvest on the stretches of speech, ``prosody.speech_pitch_track``),
   timbre (mean MFCC, long-term spectrum centroid and tilt), speaking rate (syllable nuclei per second and
   words per second), and the preferences said or typed (``gaiverse.avatar.preferences``) from the ASR transcript.
@@ -433,15 +434,49 @@ def _combine(measures: list[Measure], palette: dict) -> Measure:
 
 # -- body -------------------------------------------------------------------------------------------------
 
+@dataclass
+class BodyPose:
+    """MediaPipe pose of one frame (33 landmarks, MediaPipe's ids)."""
+
+    image: np.ndarray
+    """(33, 3) x, y in pixels and MediaPipe's depth (hips-relative, scaled like x; smaller = nearer)."""
+    visibility: np.ndarray
+    """(33,) MediaPipe's visibility score of each landmark (0..1)."""
+    world: np.ndarray | None
+    """(33, 3) metres, origin between the hips, x to the image's right, y down, z away from the camera."""
+    frame_size: tuple[int, int] = (0, 0)
+    """(width, height) of the frame in pixels."""
+
+
+def body_poses(frames: list[np.ndarray], video: bool = True, model_complexity: int = 1) -> list[BodyPose | None]:
+    """MediaPipe pose per RGB frame (None where no body). ``video=True`` tracks across consecutive
+    frames of one clip (the body track of the animation), ``False`` detects afresh in each (photos)."""
+    mp = _mediapipe()
+    out: list[BodyPose | None] = []
+    with mp.solutions.pose.Pose(static_image_mode=not video, model_complexity=model_complexity) as pose:
+        for frame in frames:
+            result = pose.process(np.ascontiguousarray(frame))
+            if not result.pose_landmarks:
+                out.append(None)
+                continue
+            h, w = frame.shape[:2]
+            marks = result.pose_landmarks.landmark
+            world = result.pose_world_landmarks
+            out.append(BodyPose(
+                image=np.array([(p.x * w, p.y * h, p.z * w) for p in marks], dtype=np.float32),
+                visibility=np.array([p.visibility for p in marks], dtype=np.float32),
+                world=np.array([(p.x, p.y, p.z) for p in world.landmark], dtype=np.float32) if world else None,
+                frame_size=(w, h)))
+    return out
+
+
 def _body(frame: np.ndarray, face: FrameFace) -> Measure:
     """Shoulder width (and build, height when hips / feet are visible) from MediaPipe pose."""
-    mp = _mediapipe()
     h, w = frame.shape[:2]
-    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1) as pose:
-        result = pose.process(np.ascontiguousarray(frame))
-    if not result.pose_landmarks:
+    found = body_poses([frame], video=False)[0]
+    if found is None:
         return Measure.missing("no body found by the pose model")
-    pts = np.array([(p.x * w, p.y * h, p.visibility) for p in result.pose_landmarks.landmark])
+    pts = np.column_stack([found.image[:, :2], found.visibility]).astype(np.float64)
 
     def seen(*ids: int) -> bool:
         return all(pts[i, 2] > 0.6 and 0 <= pts[i, 0] < w and 0 <= pts[i, 1] < h for i in ids)

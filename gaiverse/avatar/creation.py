@@ -1,10 +1,10 @@
 """Avatar creation (AV-c1): the one place that wires the four engines together.
 
-    source (analysis JSON, best frame, its 478 landmarks, head-pose track) + AvatarParams
+    source (analysis JSON, best frame, its 478 landmarks, head-pose and upper-body tracks) + AvatarParams
       1. portrait   gaiverse.avatar.portrait.build_avatar_model -> AvatarModel (personalised head on the body)
       2. voice      gaiverse.avatar.voice: VoiceProfile.from_analysis + synthesize -> the avatar's voice sample
       3. animation  gaiverse.avatar.animation: talk_clip (lip-sync model on that sample) + head_motion_clip
-                    (the captured head-pose track) added to the model -> .glb and VRM
+                    (the captured head-pose and upper-body tracks) added to the model -> .glb and VRM
       4. render     gaiverse.avatar.render: turntable PNG contact sheet and MP4
 
 ``CreationSource`` is what creation needs from a capture. The flow builds it once from the analysis
@@ -49,6 +49,9 @@ class CreationSource:
     pose_track: np.ndarray | None
     """(n, 3) head yaw, pitch, roll in degrees at ``pose_fps``; gaps filled by interpolation."""
     pose_fps: float = 0.0
+    body_track: np.ndarray | None = None
+    """(n, 4) upper-body track (``gaiverse.avatar.animation.BODY_COLUMNS``, degrees, NaN where no body)
+    on the same frames as ``pose_track``; None for sources made before it existed."""
 
     @classmethod
     def from_analysis(cls, analysis, frames: list[np.ndarray], duration_s: float) -> CreationSource:
@@ -57,15 +60,21 @@ class CreationSource:
         best = analysis.best_frame.value
         face = faces.get(best) if best is not None else None
         track = _pose_track([faces.get(i) for i in range(len(frames))])
+        body = None
+        if track is not None:
+            from gaiverse.avatar.animation import body_track_from_frames
+
+            body = body_track_from_frames(frames).astype(np.float32)
         return cls(analysis=analysis.to_json(), portrait_frame=frames[best] if best is not None else None,
                    landmarks=np.asarray(face.landmarks, np.float32) if face is not None else None,
-                   pose_track=track, pose_fps=len(frames) / duration_s if duration_s > 0 else 0.0)
+                   pose_track=track, pose_fps=len(frames) / duration_s if duration_s > 0 else 0.0,
+                   body_track=body)
 
     def to_bytes(self) -> bytes:
         """An .npz with the arrays and the analysis JSON (to be sealed before it is stored)."""
         arrays = {"meta": np.frombuffer(json.dumps({"format": SOURCE_FORMAT, "pose_fps": self.pose_fps,
                                                     "analysis": self.analysis}).encode(), np.uint8)}
-        for name in ("portrait_frame", "landmarks", "pose_track"):
+        for name in ("portrait_frame", "landmarks", "pose_track", "body_track"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         buffer = io.BytesIO()
@@ -80,7 +89,7 @@ class CreationSource:
                 raise ValueError(f"not an avatar source: format {meta.get('format')!r}, expected {SOURCE_FORMAT!r}")
             get = lambda name: npz[name] if name in npz.files else None  # noqa: E731
             return cls(analysis=meta["analysis"], portrait_frame=get("portrait_frame"), landmarks=get("landmarks"),
-                       pose_track=get("pose_track"), pose_fps=float(meta["pose_fps"]))
+                       pose_track=get("pose_track"), pose_fps=float(meta["pose_fps"]), body_track=get("body_track"))
 
 
 def _pose_track(faces: list) -> np.ndarray | None:
@@ -131,12 +140,14 @@ def make_voice(source: CreationSource, params: AvatarParams, text: str = GREETIN
 
 def make_clips(source: CreationSource, audio: np.ndarray, rate: int, expressiveness: float = 0.5) -> list:
     """3. The "talk" clip (lip-sync on the avatar's own voice, nods scaled by ``expressiveness``) and
-    "head_motion" (the captured head pose)."""
+    "head_motion" (the captured head pose, and the upper body when the source has its track)."""
     from gaiverse.avatar.animation import head_motion_clip, talk_clip
 
     clips = [talk_clip(audio, rate, expressiveness=float(expressiveness))]
     if source.pose_track is not None and source.pose_fps > 0 and len(source.pose_track) >= 2:
-        clips.append(head_motion_clip(source.pose_track, source.pose_fps))
+        body = source.body_track
+        body = body if body is not None and len(body) == len(source.pose_track) else None
+        clips.append(head_motion_clip(source.pose_track, source.pose_fps, body_track=body))
     return clips
 
 

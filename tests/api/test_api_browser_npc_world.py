@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -72,9 +73,12 @@ def npc(owner, world, prefect_server, ray_local, store, catalog) -> dict:
                                   "world_id": world["id"]}, npc_id=npc_id, user_id=owner[0])
 
 
+def _minutes(hh_mm: str) -> int:
+    return int(hh_mm[:2]) * 60 + int(hh_mm[3:])
+
+
 def _covers(block: dict, minute: int) -> bool:
-    start = int(block["start"][:2]) * 60 + int(block["start"][3:])
-    end = int(block["end"][:2]) * 60 + int(block["end"][3:])
+    start, end = _minutes(block["start"]), _minutes(block["end"])
     return (minute - start) % 1440 < ((end - start) % 1440 or 1440)
 
 
@@ -88,9 +92,14 @@ def test_npc_stands_at_its_place_in_its_world_and_talks(npc_api, owner, world, n
     placed = [b for b in profile["behaviour"]["schedule"] if "x" in b]
     assert placed, profile["behaviour"]["schedule"]
 
+    # the browser's clock is set inside the NPC's home block: where it stands depends on the time of day, and
+    # its home is a building to click (at an open place such as a market the nearest building may be off screen)
+    home = next(b for b in placed if b["place"] == profile["world"]["home"])
+    midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     problems: list[str] = []
     with chromium(ARGS) as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page = browser.new_page(viewport={"width": 1400, "height": 900}, timezone_id="UTC")
+        page.clock.set_fixed_time(midnight + timedelta(minutes=(_minutes(home["start"]) + 20) % 1440))
         page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
         page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
         page.add_init_script(f"sessionStorage.setItem('gaiverse.apiKey', {key!r});")

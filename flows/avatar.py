@@ -46,7 +46,7 @@ def create_avatar(
     rendered = render(animated)
     made = made_objects(modelled, voiced, animated, rendered)
     version = store_avatar(decoded, analysed, decision, made)
-    attach_avatar_report(analysed, decision, made)
+    attach_avatar_report(analysed, decision, made, capture_id)
     get_run_logger().info("avatar %s published as %s v%d in %.0f ms of engines", capture_id, version["collection"],
                           version["version"], sum(v for v in made.timings_ms.values() if v))
     return {"capture_id": capture_id, "owner": decoded["owner"], **version, "params": decision["params"],

@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from prefect import get_run_logger
+from prefect.artifacts import create_link_artifact
 
 from gaiverse.avatar import creation
 from gaiverse.avatar.capture import SEAL_CONTEXT, CaptureLimits, MediaFile, check_capture
@@ -241,7 +242,7 @@ def store_avatar(decoded: dict[str, Any], analysed: dict[str, Any], decision: di
 
 @gaiverse_task(name="avatar-report", cache="none", retries=2)
 def attach_avatar_report(analysed: dict[str, Any], decision: dict[str, Any],
-                         made: creation.Creation | None = None) -> str:
+                         made: creation.Creation | None = None, capture_id: str | None = None) -> str:
     """The run's artifact: a table of non-identifying figures (counts, method, the decided style, the
     engines' sizes and timings).
 
@@ -260,4 +261,8 @@ def attach_avatar_report(analysed: dict[str, Any], decision: dict[str, Any],
         rows += [{"measure": k, "value": v} for k, v in made.stats.items() if isinstance(v, (int, float))]
     table_artifact("avatar-measurements", rows, title="Avatar: counts, decided style, engine timings and sizes "
                    "(details: GET /avatars/captures/{id}, owner only)", columns=["measure", "value"])
+    if capture_id is not None:  # the previews themselves: a link to the owner-only page, not a copy in Prefect
+        create_link_artifact(key="avatar-previews", link=f"{get_settings().api_url}/web/avatar.html?capture={capture_id}",
+                             link_text="live avatar, turntable PNG/MP4, .glb/.vrm (owner sign-in)",
+                             description="The sealed turntable previews and the avatar, opened for the owner only.")
     return "avatar-measurements"

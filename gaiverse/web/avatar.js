@@ -331,6 +331,19 @@ async function showResult({ progress, avatar }) {
   if (avatar.downloads && avatar.downloads.glb) await showAvatar(avatar);
 }
 
+/** Reopen an earlier capture (``?capture=<id>``, the link on its Prefect run): checks, steps and avatar. */
+async function reopenCapture(captureId) {
+  try {
+    const capture = await api(`/avatars/captures/${encodeURIComponent(captureId)}`);
+    custom.captureId = captureId;
+    $('capture-id').textContent = captureId;
+    renderChecks(capture.checks);
+    await follow(captureId, `/avatars/captures/${encodeURIComponent(captureId)}/events`);
+  } catch (err) {
+    status('server-status', `cannot open capture ${captureId}: ${err instanceof ApiError ? err.detail : err.message}`, 'error');
+  }
+}
+
 // --- the avatar: live player, turntable, customisation, versions, downloads ---------------------------
 const custom = { captureId: null, avatar: null, setup: null, player: null, urls: [] };
 
@@ -536,6 +549,8 @@ async function main() {
   $('download-mp4').addEventListener('click', () => download('turntable_mp4', file('mp4')));
   renderSteps();
   document.body.dataset.ready = 'true';
+  const reopen = new URLSearchParams(location.search).get('capture');
+  if (reopen) await reopenCapture(reopen);
 }
 
 main();

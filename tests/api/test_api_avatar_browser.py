@@ -171,3 +171,10 @@ def _avatar_player_customise_rollback_download(page, artifacts_dir) -> None:
         download.save_as(str(path))
         assert path.read_bytes()[:4] == b"glTF"
     page.screenshot(path=str(artifacts_dir / "avatar-7-versions.png"), full_page=True)
+
+    # the link on the Prefect run (avatar.html?capture=<id>) reopens the capture with its current version
+    capture_id = page.text_content("#capture-id")
+    page.goto(page.url.split("?")[0] + f"?capture={capture_id}")
+    page.wait_for_selector("#flow-status.ok:has-text('avatar v3 ready')", timeout=120_000)
+    page.wait_for_selector("#player[data-state='ready']", timeout=120_000)
+    assert page.text_content("#capture-id") == capture_id

@@ -84,7 +84,7 @@ def test_flow_publishes_analysis_and_parameters_of_a_sealed_capture(prefect_api,
     assert all(row["state"] == "COMPLETED" for row in steps.values())
     (artifacts_dir / "avatar-flow-preview.png").write_bytes(preview)
     _check_engine_outputs(result, avatar, vault.open, keyring.pseudonym(owner), store, artifacts_dir)
-    _check_artifact_is_not_personal(avatar["flow_run_id"], avatar)
+    _check_artifact_is_not_personal(avatar["flow_run_id"], avatar, capture_id)
     _check_customisation(settings, store, catalog, owner, result)
 
 
@@ -117,15 +117,18 @@ def _check_engine_outputs(result, avatar, open_sealed, subject, store, artifacts
     print(f"\ncreation engines (ms): {engines['timings_ms']}")
 
 
-def _check_artifact_is_not_personal(flow_run_id: str, avatar: dict) -> None:
-    """The run's artifact has counts, style and timings, and none of the transcript, colours or pitch."""
+def _check_artifact_is_not_personal(flow_run_id: str, avatar: dict, capture_id: str) -> None:
+    """The run's artifacts: counts, style and timings, and a link to the owner-only previews; none of the
+    transcript, colours or pitch, and no picture."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(flow_run_id)])))
-    assert "avatar-measurements" in {a.key for a in artifacts}
+    assert {"avatar-measurements", "avatar-previews"} <= {a.key for a in artifacts}
+    link = next(a for a in artifacts if a.key == "avatar-previews")
+    assert f"avatar.html?capture={capture_id}" in str(link.data)  # Prefect 3 stores links as markdown
     assert not {a.type for a in artifacts} & {"image", "png"}  # no picture of the user
     text = json.dumps([[a.key, a.type, a.description, a.data] for a in artifacts], default=str)
     assert "portrait ms" in text and "glb bytes" in text

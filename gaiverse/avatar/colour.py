@@ -16,11 +16,21 @@ _WHITE = np.array([0.95047, 1.0, 1.08883])
 _EPS, _KAPPA = 216 / 24389, 24389 / 27
 
 
+def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
+    """sRGB 0..1 -> linear RGB (the sRGB transfer curve; glTF's colour factors are linear)."""
+    rgb = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0)
+    return np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    """Linear RGB -> sRGB 0..1 (clipped to 0..1 first)."""
+    linear = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0)
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """rgb : (..., 3) sRGB in 0..1 -> (..., 3) L* (0..100), a*, b*."""
-    rgb = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0)
-    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    xyz = linear @ _M.T / _WHITE
+    xyz = srgb_to_linear(rgb) @ _M.T / _WHITE
     f = np.where(xyz > _EPS, np.cbrt(xyz), (_KAPPA * xyz + 16) / 116)
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
 
@@ -31,8 +41,7 @@ def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
     fy = (lab[..., 0] + 16) / 116
     f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], -1)
     xyz = np.where(f ** 3 > _EPS, f ** 3, (116 * f - 16) / _KAPPA) * _WHITE
-    linear = np.clip(xyz @ _M_INV.T, 0.0, 1.0)
-    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return linear_to_srgb(xyz @ _M_INV.T)
 
 
 def delta_e(lab_a: np.ndarray, lab_b: np.ndarray) -> np.ndarray:

@@ -47,7 +47,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
-from gaiverse.avatar.colour import delta_e_2000
+from gaiverse.avatar.colour import delta_e_2000, linear_to_srgb
 from gaiverse.avatar.lipsync_eval import BT1359_EARLY_MS, BT1359_LATE_MS, score_clip
 from gaiverse.avatar.lipsync_model import DEFAULT_DIR as LIPSYNC_DIR
 from gaiverse.avatar.lipsync_model import EnergyBaseline, LipsyncModel
@@ -274,7 +274,7 @@ def material_colours_lab(glb: bytes) -> dict[str, np.ndarray]:
         if material.get("name") in ("skin", "hair"):
             pbr = material.get("pbrMetallicRoughness", {})
             linear = np.asarray(pbr.get("baseColorFactor", [1, 1, 1, 1])[:3])
-            out[material["name"]] = srgb_to_lab(_linear_to_srgb(linear))
+            out[material["name"]] = srgb_to_lab(linear_to_srgb(linear))
     return out
 
 
@@ -296,11 +296,6 @@ def face_skin_lab(model) -> np.ndarray | None:
     points[:, :2] = uv * [rgb.shape[1], rgb.shape[0]]
     measured = _skin(_lab_image(rgb), points)
     return np.array(measured.value["lab"]) if measured.value is not None else None
-
-
-def _linear_to_srgb(linear: np.ndarray) -> np.ndarray:
-    linear = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0)
-    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
 
 
 def _under_test(name: str, model, clips: list, voice: np.ndarray, rate: int,

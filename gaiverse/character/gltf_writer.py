@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from gaiverse.avatar.colour import srgb_to_linear
+
 FLOAT, UNSIGNED_BYTE, UNSIGNED_SHORT, UNSIGNED_INT = 5126, 5121, 5123, 5125
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
 TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4", 16: "MAT4"}
@@ -151,13 +153,6 @@ def _num(value: Any) -> float | int:
 # ------------------------------------------------------------------ the character as one .glb
 
 
-def srgb_to_linear(rgb) -> list[float]:
-    """sRGB 0..1 -> linear RGB: glTF's ``baseColorFactor`` is linear (glTF 2.0 3.9.2), while the parameters
-    and the face photo are sRGB, so writing them unconverted showed the skin lighter than the photo's edge."""
-    c = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0)
-    return [float(v) for v in np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)]
-
-
 def material_colours(params) -> dict[str, tuple[float, float, float]]:
     """Base colour of each material name used by ``body.MATERIALS`` for these parameters."""
     skin = np.asarray(params.skin_rgb)
@@ -189,7 +184,10 @@ def character_glb(character, name: str = "npc", extras: dict[str, Any] | None = 
 
     def material(mat: str) -> int:
         if mat not in material_index:
-            pbr: dict[str, Any] = {"baseColorFactor": [*srgb_to_linear(colours[mat]), 1.0], "metallicFactor": 0.0,
+            # glTF's baseColorFactor is linear (glTF 2.0 3.9.2) while the parameters and the face photo are
+            # sRGB: unconverted, the skin showed lighter than the photo's edge
+            linear = [float(v) for v in srgb_to_linear(colours[mat])]
+            pbr: dict[str, Any] = {"baseColorFactor": [*linear, 1.0], "metallicFactor": 0.0,
                                    "roughnessFactor": 0.35 if mat in ("eye_white", "iris") else 0.85}
             if mat == "face" and textured:  # the projected photo: white factor, the texture gives the colour
                 pbr["baseColorFactor"] = [1.0, 1.0, 1.0, 1.0]

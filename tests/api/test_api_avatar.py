@@ -12,7 +12,6 @@ test server's 1 MB limit), a text file and an image sent as the video.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 import uuid
@@ -24,6 +23,7 @@ from gaiverse.avatar.capture import FLOW_STEPS
 from gaiverse.character.gltf_writer import read_glb
 from gaiverse.config import REPO_ROOT, prefect_env
 from gaiverse.proc import spawn, stop_pid, wait_until
+from tests.media import ffmpeg
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +31,6 @@ CLIP = REPO_ROOT / "data" / "avatar" / "grid" / "bbaf2n.mpg"
 DEPLOYMENT = "avatar-create/avatar"
 RUNNER = ("from prefect import serve\nfrom flows.avatar import create_avatar\n"
           "serve(create_avatar.to_deployment(name='avatar'))\n")
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *args], check=True)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ Screenshots: tests/artifacts/avatar-*.png.
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 
 import httpx
@@ -21,14 +20,11 @@ from gaiverse.avatar.capture import FLOW_STEPS
 from gaiverse.config import REPO_ROOT
 from tests.api.test_api_avatar import avatar_deployment  # noqa: F401 - the served avatar flow (fixture)
 from tests.browser import chromium
+from tests.media import ffmpeg
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium]
 
 CLIP = REPO_ROOT / "data" / "avatar" / "grid" / "bbaf2n.mpg"
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *args], check=True)
 
 
 @pytest.fixture(scope="module")

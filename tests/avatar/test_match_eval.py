@@ -23,6 +23,7 @@ from gaiverse.avatar.lipsync_targets import iter_frames
 from gaiverse.avatar.video_measures import fit_landmarks, landmark_error, load_talking_video, slice_targets
 from gaiverse.config import REPO_ROOT
 from gaiverse.vision.video import decode_audio
+from tests.media import phone_video
 
 GRID = REPO_ROOT / "data" / "avatar" / "grid"
 CLIP = GRID / "id2_vcd_swwp2s.mpg"
@@ -236,14 +237,7 @@ def test_cli_refuses_a_missing_file_and_a_picture(tmp_path):
 
 def test_a_phone_video_with_display_rotation_is_measured_upright(video, tmp_path):
     """Frames stored turned 90° clockwise with a display rotation, as phones record portrait video."""
-    import subprocess
-
-    turned = tmp_path / "turned.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(CLIP), "-vf", "transpose=1", "-c:v", "libx264",
-                    "-c:a", "aac", str(turned)], check=True)
-    tagged = tmp_path / "phone.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(turned), "-c", "copy", "-metadata:s:v:0",
-                    "rotate=90", str(tagged)], check=True)
+    tagged = phone_video(CLIP, tmp_path)
     phone = load_talking_video(tagged)
     assert phone.frames[0].shape == video.frames[0].shape  # 288 x 360 again, not 360 x 288
     assert phone.targets.found.all() and pearson(phone.targets.open, video.targets.open) > 0.8

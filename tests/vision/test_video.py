@@ -92,15 +92,10 @@ def test_bad_input_is_refused(tmp_path):
 
 def test_phone_video_with_a_display_rotation_is_decoded_upright(tmp_path):
     """Phones store portrait video as sensor-oriented frames plus a rotation tag; the face must come out upright."""
-    import subprocess
-
     from gaiverse.vision.faces import detect_faces
+    from tests.media import phone_video
 
-    turned, tagged = tmp_path / "turned.mp4", tmp_path / "phone.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(GRID_CLIP), "-vf", "transpose=1", "-c:v", "libx264",
-                    "-an", str(turned)], check=True)
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(turned), "-c", "copy", "-metadata:s:v:0", "rotate=90",
-                    str(tagged)], check=True)
+    tagged = phone_video(GRID_CLIP, tmp_path)
     upright, phone = decode(GRID_CLIP, max_frames=2), decode(tagged, max_frames=2)
     assert phone.frames[0].shape == upright.frames[0].shape  # 288 x 360 again, not 360 x 288
     assert all(detect_faces(frame) for frame in phone.frames)

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gaiverse.character.gltf_writer import read_accessor, read_glb
+from gaiverse.character.preview import png_bytes
 from gaiverse.character.transforms import matrix as quaternion_matrix
 
 log = logging.getLogger(__name__)
@@ -702,9 +703,7 @@ def turntable_png(glb: bytes, n_views: int = 8, size: tuple[int, int] = (256, 32
         x, y = (k % cols) * size[0], (k // cols) * size[1]
         sheet.paste(Image.fromarray(view), (x, y))
         draw.text((x + 6, y + 4), f"{yaw:.0f} deg", fill=(200, 206, 216))
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")  # optimize=True: 3 % smaller, 4x slower
-    return buffer.getvalue()
+    return png_bytes(sheet)  # not optimize=True: 3 % smaller, 4x slower
 
 
 def turntable_mp4(glb: bytes, seconds: float = 4.0, fps: int = 24, size: tuple[int, int] = (384, 512),

@@ -21,7 +21,6 @@ encoding: z = depth_min + v / 255 * (depth_max - depth_min), z-depth along the r
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 from dataclasses import dataclass, field, replace
@@ -31,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from gaiverse.character.preview import png_bytes
 from gaiverse.world.glb import MeshPart
 
 log = logging.getLogger(__name__)
@@ -114,9 +114,7 @@ class RoomView:
 
 
 def _png(array: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(array).save(out, format="PNG")
-    return out.getvalue()
+    return png_bytes(Image.fromarray(array))
 
 
 def _hash01(*keys: object) -> float:

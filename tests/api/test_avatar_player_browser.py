@@ -121,7 +121,8 @@ def test_voice_plays_with_the_talk_clip_in_sync(page, talking_glb, artifacts_dir
     widest = float(times[np.argmax(jaw)])
     page.evaluate(f"window.player.audio.pause(); window.player.audio.currentTime = {widest}")
     page.wait_for_function(f"Math.abs(avatarPlayerStats.talkTime - {widest}) < 0.01")
-    page.wait_for_timeout(100)
+    drawn = page.evaluate("avatarPlayerStats.frames")
+    page.wait_for_function(f"avatarPlayerStats.frames >= {drawn + 2}")  # the sought pose has been drawn
     assert abs(page.evaluate("avatarPlayerStats.weights.jawOpen") - jaw.max()) < 0.02
     page.screenshot(path=str(artifacts_dir / "avatar-player-voice.png"))
     # then played from the start: (talk time, jawOpen) recorded in the page every frame until it ends
@@ -179,7 +180,7 @@ def test_gesture_clip_replaces_the_idle_and_returns_to_it(page, artifacts_dir):
     page.screenshot(path=str(artifacts_dir / "avatar-player-wave.png"))
     assert page.evaluate(hand_above_head) > 0.0  # waving above the head
     page.wait_for_function("avatarPlayerStats.clip === null", timeout=int(duration * 1000) + 20_000)
-    page.wait_for_timeout(600)  # the idle fades back in
+    page.wait_for_function(f"{hand_above_head} < -0.3", timeout=30_000)  # the idle fades back in: arms down
     assert page.evaluate(hand_above_head) < -0.3
     with pytest.raises(Exception, match="no clip"):
         page.evaluate("window.player.playClip('moonwalk')")

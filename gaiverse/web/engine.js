@@ -2,7 +2,16 @@
 // keyframes, drawn as instanced meshes) and renders its weather and time of day (sun, sky, fog, rain and
 // snow particles, night lighting), following the world's schedule unless the user overrides it.
 // Implements ENV-d2 in the web terminal. The lighting model is a port of gaiverse/world/dynamics/weather.py.
+// Speed (benchmarks/engine.py): the static world is rebuilt once for drawing (world_render.js: terrain LOD
+// tiles, statics and plants merged per tile, per-vertex lighting on software renderers, far windows baked),
+// and an adaptive resolution scale keeps the frame budget on slow (software) renderers; `createEngine(viewer, { optimise: false, adaptive: false })` is
+// the plain path the benchmark compares against.
 import * as THREE from 'three';
+import { isSoftwareRenderer } from '/web/viewer.js';
+import { prepareWorld } from '/web/world_render.js';
+
+const FRAME_BUDGET_MS = 1000 / 30;
+const SCALE_STEPS = [1, 0.85, 0.7, 0.6, 0.5];  // internal resolution per canvas pixel, tried in order
 
 const smoothstep = (lo, hi, x) => { const t = Math.min(1, Math.max(0, (x - lo) / (hi - lo))); return t * t * (3 - 2 * t); };
 const mix = (a, b, t) => a.map((x, i) => (x + (b[i] - x) * Math.min(1, Math.max(0, t))) / 255);
@@ -62,6 +71,7 @@ function instanced(geometry, material, agents) {
   const mesh = new THREE.InstancedMesh(geometry, material, Math.max(agents.length, 1));
   mesh.count = agents.length;
   mesh.frustumCulled = false;
+  mesh.userData.engine = true;
   mesh.raycast = () => {};  // walking and picking ignore the traffic
   const colour = new THREE.Color();
   agents.forEach((a, i) => mesh.setColorAt(i, colour.setRGB(...a.extras.colour.map((c) => c / 255), THREE.SRGBColorSpace)));
@@ -74,27 +84,59 @@ function vehicleGeometry() {
   return { body, cabin };
 }
 
+// Rain falls as short streaks (a drop at terminal speed smears over a frame), snow as flakes (points).
 function precipitationPoints(kind, count) {
-  const positions = new Float32Array(count * 3);
-  for (let i = 0; i < positions.length; i++) positions[i] = Math.random();
+  const streak = kind === 'snow' ? 0 : 0.8;
+  const unit = new Float32Array(count * 3);
+  for (let i = 0; i < unit.length; i++) unit[i] = Math.random();
   const geometry = new THREE.BufferGeometry();
-  geometry.setAttribute('position', new THREE.BufferAttribute(positions, 3));
-  const material = new THREE.PointsMaterial({ color: kind === 'snow' ? 0xffffff : 0xaabbdd, size: kind === 'snow' ? 0.5 : 0.18,
-    transparent: true, opacity: kind === 'snow' ? 0.95 : 0.75, depthWrite: false });
-  const points = new THREE.Points(geometry, material);
+  geometry.setAttribute('position', new THREE.BufferAttribute(new Float32Array(count * 3 * (streak ? 2 : 1)), 3));
+  const points = streak
+    ? new THREE.LineSegments(geometry, new THREE.LineBasicMaterial({ color: 0xb4c2dc, transparent: true, opacity: 0.55, depthWrite: false }))
+    : new THREE.Points(geometry, new THREE.PointsMaterial({ color: 0xffffff, size: 0.5, transparent: true, opacity: 0.95, depthWrite: false }));
   points.frustumCulled = false;
-  points.userData.unit = positions.slice();
+  points.raycast = () => {};  // walking and picking look through the rain
+  points.userData.unit = unit;
+  points.userData.streak = streak;
   return points;
 }
 
-export function createEngine(viewer) {
-  const { scene, camera } = viewer;
+// Lower (or raise again) the internal resolution when the median of the last frames misses (or easily
+// meets) the budget; the canvas keeps its CSS size. A step down is kept only if it made frames at least 10%
+// faster: when pixels are not what limits the frame (a busy CPU), the full resolution comes back and is
+// not traded again for a while.
+function adaptResolution(renderer, state, every = 12) {
+  const recent = state.frameTimes.slice(-every);
+  if (recent.length < every || state.frames - state.scaleChangedAt < every) return;
+  const median = [...recent].sort((a, b) => a - b)[every >> 1];
+  let step = state.scaleStep;
+  const trial = state.trial;
+  state.trial = null;
+  if (trial && median > 0.9 * trial.before) {
+    step = trial.from;
+    state.blockedUntil = state.frames + 50 * every;
+  } else if (median > 1.15 * FRAME_BUDGET_MS && step < SCALE_STEPS.length - 1 && state.frames >= state.blockedUntil) {
+    state.trial = { from: step, before: median };
+    step += 1;
+  } else if (median < 0.6 * FRAME_BUDGET_MS && step > 0) {
+    step -= 1;
+  }
+  if (step === state.scaleStep) return;
+  state.scaleStep = step;
+  state.scaleChangedAt = state.frames;
+  renderer.setPixelRatio((window.devicePixelRatio || 1) * SCALE_STEPS[step]);
+}
+
+export function createEngine(viewer, { optimise = true, adaptive = true, tiles = undefined } = {}) {
+  const { scene, camera, renderer } = viewer;
+  const software = isSoftwareRenderer(renderer.getContext());
   const hemisphere = scene.children.find((c) => c.isHemisphereLight);
   const sun = scene.children.find((c) => c.isDirectionalLight);
   const moon = new THREE.DirectionalLight(0x8899cc, 0);
   scene.add(moon);
   const state = { agents: { vehicle: [], pedestrian: [] }, meshes: [], extras: null, playing: true, t: 0, played: 0, last: null,
-    weather: 'auto', hour: null, traffic: null, pedestrians: null, precipitation: null, frameTimes: [], root: null };
+    weather: 'auto', hour: null, traffic: null, pedestrians: null, precipitation: null, frameTimes: [], root: null,
+    world: null, frames: 0, scaleStep: 0, scaleChangedAt: 0, trial: null, blockedUntil: 0, software, adaptive };
   const dummy = new THREE.Object3D();
 
   function clear() {
@@ -103,10 +145,23 @@ export function createEngine(viewer) {
     state.agents = { vehicle: [], pedestrian: [] };
   }
 
+  /** Rebuild the loaded world model `root` for fast drawing (once per model; after window interiors are applied). */
+  function prepare(root) {
+    state.root = root;
+    state.world = optimise ? prepareWorld(root, { software, tiles }) : null;
+    return state.world;
+  }
+
+  const previousBeforeRender = scene.onBeforeRender;
+  scene.onBeforeRender = (...args) => {
+    previousBeforeRender.apply(scene, args);
+    if (state.world && state.root?.parent) state.world.update(camera, renderer);
+  };
+
   /** Attach the dynamics (.glb already fetched) to the loaded world model `root`. */
   function attach(root, gltf) {
     clear();
-    state.root = root;
+    prepare(root);
     state.extras = null;
     gltf.scene.traverse((node) => { if (!state.extras && node.userData.type === 'dynamics') state.extras = node.userData; });
     const agents = readTracks(gltf);
@@ -180,14 +235,16 @@ export function createEngine(viewer) {
     if (!points) return;
     const span = 60;
     const fall = points.userData.kind === 'snow' ? 0.08 : 0.9;
-    const unit = points.userData.unit;
+    const { unit, streak } = points.userData;
     for (let i = 1; i < unit.length; i += 3) unit[i] = (unit[i] - fall * dt + 1) % 1;
     const pos = points.geometry.attributes.position.array;
     const target = viewer.controls.target;
-    for (let i = 0; i < pos.length; i += 3) {
-      pos[i] = target.x + (unit[i] - 0.5) * span;
-      pos[i + 1] = target.y + (unit[i + 1] - 0.2) * span * 0.6;
-      pos[i + 2] = target.z + (unit[i + 2] - 0.5) * span;
+    const slant = streak * Math.min((state.light?.wind || 0) / 20, 0.5);  // wind tilts the streaks
+    const stride = streak ? 6 : 3;
+    for (let i = 0, k = 0; i < unit.length; i += 3, k += stride) {
+      const x = target.x + (unit[i] - 0.5) * span, y = target.y + (unit[i + 1] - 0.2) * span * 0.6, z = target.z + (unit[i + 2] - 0.5) * span;
+      pos[k] = x; pos[k + 1] = y; pos[k + 2] = z;
+      if (streak) { pos[k + 3] = x + slant; pos[k + 4] = y + streak; pos[k + 5] = z; }
     }
     points.geometry.attributes.position.needsUpdate = true;
   }
@@ -232,6 +289,8 @@ export function createEngine(viewer) {
       const dt = Math.min((time - state.last) / 1000, 0.2);
       state.frameTimes.push(time - state.last);
       if (state.frameTimes.length > 2000) state.frameTimes.shift();
+      state.frames += 1;
+      if (state.adaptive) adaptResolution(renderer, state);
       update(dt);
     }
     state.last = time;
@@ -252,8 +311,37 @@ export function createEngine(viewer) {
     viewer.controls.update();
   }
 
+  /** What the renderer does now: internal resolution, scale, draw calls and triangles of the last frame. */
+  function renderStats() {
+    const size = renderer.getDrawingBufferSize(new THREE.Vector2());
+    const { calls, triangles } = renderer.info.render;
+    return { width: size.x, height: size.y, scale: renderer.getPixelRatio() / (window.devicePixelRatio || 1), calls, triangles, software,
+      world: state.world?.stats || null };
+  }
+
+  /** 'auto': the adaptive scale keeps the frame budget; a number: that fixed scale of the canvas resolution. */
+  function setResolution(mode) {
+    state.adaptive = mode === 'auto';
+    if (state.adaptive) return;
+    const scale = Number(mode);
+    if (!(scale > 0 && scale <= 1)) throw new Error(`resolution must be 'auto' or a scale in (0, 1], got ${mode}`);
+    state.scaleStep = SCALE_STEPS.indexOf(scale) >= 0 ? SCALE_STEPS.indexOf(scale) : 0;
+    renderer.setPixelRatio((window.devicePixelRatio || 1) * scale);
+  }
+
+  const raycaster = new THREE.Raycaster();
+  /** What the world shows at a screen point (normalised device coordinates): node name and extras, or null. */
+  function pickAt(x, y) {
+    if (!state.root) return null;
+    raycaster.setFromCamera(new THREE.Vector2(x, y), camera);
+    const hit = raycaster.intersectObject(state.root, true).find((h) => h.object.visible);
+    if (!hit) return null;
+    const { levels, pieces, ...info } = state.world ? state.world.pick(hit) : { name: hit.object.name, ...hit.object.userData };
+    return { ...info, point: hit.point.toArray() };
+  }
+
   return {
-    attach, clear, focus, state, viewer,
+    attach, clear, focus, pickAt, prepare, renderStats, setResolution, state, viewer,
     set(options) { Object.assign(state, options); update(0); },
     counts: () => ({ vehicles: state.meshes[0]?.count || 0, pedestrians: state.meshes[2]?.count || 0 }),
   };

@@ -7,8 +7,27 @@ import * as THREE from 'three';
 import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
 import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
 
-export function createViewer(canvas, { headers = {}, background = 0x0c0f14 } = {}) {
-  const renderer = new THREE.WebGLRenderer({ canvas, antialias: true, preserveDrawingBuffer: true });
+/** True when WebGL runs on a CPU rasteriser (SwiftShader, llvmpipe), where every shaded pixel counts. */
+export function isSoftwareRenderer(gl) {
+  const info = gl.getExtension('WEBGL_debug_renderer_info');
+  const name = info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER);
+  return /swiftshader|llvmpipe|softpipe|software/i.test(String(name));
+}
+
+/** Whether WebGL on this machine is a software one, asked of a throwaway context before a renderer is made. */
+export function softwareWebGL() {
+  const gl = document.createElement('canvas').getContext('webgl2');
+  if (!gl) return false;
+  const software = isSoftwareRenderer(gl);
+  gl.getExtension('WEBGL_lose_context')?.loseContext();
+  return software;
+}
+
+// antialias: true | false | 'auto' (MSAA except on a software renderer, where 4x MSAA costs more than the
+// whole rest of a world frame).
+export function createViewer(canvas, { headers = {}, background = 0x0c0f14, antialias = true } = {}) {
+  const msaa = antialias === 'auto' ? !softwareWebGL() : Boolean(antialias);
+  const renderer = new THREE.WebGLRenderer({ canvas, antialias: msaa, preserveDrawingBuffer: true });
   renderer.setPixelRatio(window.devicePixelRatio || 1);
   renderer.outputColorSpace = THREE.SRGBColorSpace;
 

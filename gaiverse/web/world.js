@@ -59,6 +59,7 @@ async function showVersion(number) {
     const gltf = await viewer.load(`/worlds/${page.world}/versions/${number}/glb`);
     // window interiors: the depth maps are stored beside the .glb as objects of the version, named by path
     await applyInteriors(gltf.scene, (path) => (version.objects[path] ? blobUrl(`/assets/${version.objects[path]}/content`) : null));
+    engine.prepare(gltf.scene);  // tiles, LOD and merged draw calls (engine.js / world_render.js)
     $('view-status').textContent = `v${number}: ${version.stats.buildings ?? 0} buildings, relief ${version.stats.relief_m} m`;
     await showDynamics(version, gltf.scene).catch((err) => {
       $('engine-status').textContent = `engine failed: ${err.message || err}`;
@@ -324,7 +325,7 @@ function wireEditFields() {
 
 async function main() {
   await requireSignIn();
-  viewer = createViewer($('world-view'), { headers: authHeaders() });
+  viewer = createViewer($('world-view'), { headers: authHeaders(), antialias: 'auto' });
   wireEngine();
   wireMap();
   wireWalk();

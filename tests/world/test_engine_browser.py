@@ -2,8 +2,9 @@
 
 A real 512 m world (shipped layout checkpoints) with its simulated dynamics is published for a user the
 way a build publishes it; the world page loads it, the engine replays the vehicles and pedestrians as
-instanced meshes and renders the weather. Screenshots: tests/artifacts/engine-clear.png,
-engine-rain.png, engine-night.png.
+instanced meshes and renders the weather. The world is rebuilt for drawing (world_render.js: terrain tiles,
+merged draw calls): every semantic id of the .glb must still be there, and picking the road under a vehicle
+must name it. Screenshots: tests/artifacts/engine-clear.png, engine-rain.png, engine-night.png.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gaiverse.character.gltf_writer import read_glb
 from gaiverse.world import world_build
 from gaiverse.world.assemble import WorldConfig, assemble_world
 from gaiverse.world.dynamics.export import dynamics_glb
@@ -25,10 +27,10 @@ from gaiverse.world.suggestions import LayoutControls
 from gaiverse.world.versions import WorldVersions
 from gaiverse.world.world_state import WorldState
 from tests.api.conftest import _make_user, admin, admin_key, api_server  # noqa: F401 - fixtures of the API tests
-from tests.browser import chromium
+from tests.browser import HEADLESS, WEBGL, chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_chromium, pytest.mark.clause("ENV-d2")]
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+ARGS = [*HEADLESS, *WEBGL]
 CONTROLS = LayoutControls(size_m=(512.0, 512.0), relief_m=30.0, water_level=0.1, road_density=12.0,
                           settlement_radius_m=200.0)
 
@@ -47,8 +49,23 @@ def engine_world(api_server, admin, store, catalog, terrain_model, roads_model):
     world_id = "eng-" + user.user["user_id"][:8]
     WorldVersions(store, catalog).publish(world_id, state, author=user.user["user_id"], message="engine test",
                                           derived=files, new_world=True)
-    yield user, world_id, dyn
+    yield user, world_id, dyn, _glb_ids(files["glb"][0])
     user.close()
+
+
+def _glb_ids(glb: bytes) -> set[str]:
+    """Ids of the roads, junctions, buildings and plants (instance ids) in a world .glb's node extras."""
+    ids: set[str] = set()
+    for node in read_glb(glb)[0]["nodes"]:
+        extras = node.get("extras") or {}
+        if extras.get("type") in ("road", "junction", "building"):
+            ids.add(extras["id"])
+        ids.update(extras.get("instance_ids", []))
+    return ids
+
+
+MERGED_IDS = """() => [...new Set(window.gaiverseEngine.state.root.children.filter((m) => m.userData.pieces)
+  .flatMap((m) => m.userData.pieces.map((p) => p.info.id)))]"""
 
 
 def _shot(page, path) -> np.ndarray:
@@ -58,7 +75,7 @@ def _shot(page, path) -> np.ndarray:
 
 
 def test_engine_plays_traffic_in_clear_rain_and_night(engine_world, api_server, artifacts_dir):  # noqa: F811
-    user, world_id, dyn = engine_world
+    user, world_id, dyn, glb_ids = engine_world
     with chromium(ARGS) as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         problems: list[str] = []
@@ -69,9 +86,14 @@ def test_engine_plays_traffic_in_clear_rain_and_night(engine_world, api_server, 
         page.goto(f"{api_server}/web/world.html?world={world_id}")
         page.wait_for_selector("#world-view[data-dynamics]", timeout=300_000)
         assert page.get_attribute("#world-view", "data-dynamics") == "running", problems
-        page.evaluate("() => { const e = window.gaiverseEngine; e.set({ weather: 'clear', hour: 12, traffic: 1, "
-                      "pedestrians: 1 }); e.focus(0, 40); }")
+        # full resolution for the screenshots: the adaptive scale follows the machine's load, the look does not
+        page.evaluate("() => { const e = window.gaiverseEngine; e.setResolution(1); e.set({ weather: 'clear', hour: 12, "
+                      "traffic: 1, pedestrians: 1 }); e.focus(0, 40); }")
         counts = page.evaluate("() => window.gaiverseEngine.counts()")
+        road = page.evaluate("() => window.gaiverseEngine.pickAt(0, 0)")  # focus() looks at vehicle 0 on its road
+        merged_ids = set(page.evaluate(MERGED_IDS))
+        drawn = page.evaluate("() => ({ ...window.gaiverseEngine.renderStats(), instanced: window.gaiverseEngine.state"
+                              ".meshes.map((m) => m.isInstancedMesh) })")
         start = page.evaluate("() => window.gaiverseEngine.state.played")
         before = page.evaluate("() => Array.from(window.gaiverseEngine.state.meshes[0].instanceMatrix.array.slice(0, 64))")
         clear = _shot(page, artifacts_dir / "engine-clear.png")
@@ -86,6 +108,10 @@ def test_engine_plays_traffic_in_clear_rain_and_night(engine_world, api_server, 
         snow_kind = page.evaluate("() => window.gaiverseEngine.state.precipitation?.userData.kind")
         page.close()
     assert before != after  # the vehicles moved
+    assert drawn["instanced"] == [True, True, True], drawn  # bodies, cabins, people: one draw call per class
+    assert drawn["world"]["terrainTiles"] > 1 and drawn["world"]["mergedMeshes"] < drawn["world"]["before"]["meshes"], drawn
+    assert merged_ids == glb_ids, (len(merged_ids), len(glb_ids), sorted(glb_ids ^ merged_ids)[:10])
+    assert road and road["type"] in ("road", "junction") and road["id"] in glb_ids, road
     assert counts == {"vehicles": len(dyn.vehicles), "pedestrians": len(dyn.pedestrians)}, counts
     assert particles > 1000 and snow_kind == "snow"
     assert night.mean() < 0.6 * clear.mean(), (night.mean(), clear.mean())  # night is dark

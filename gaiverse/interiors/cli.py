@@ -27,9 +27,16 @@ def _threads(n: int = 1) -> None:
 @eval_app.command("nerf")
 def eval_nerf_cmd(
     scene: Path = typer.Option(..., "--scene", help="Scene directory (kapture, COLMAP .txt/.bin or transforms.json)"),
-    holdout: int = typer.Option(1, "--holdout", min=1, help="Views held out (closest to the camera centroid)"),
-    long_side: int = typer.Option(96, "--long-side", min=16, max=2048, help="Longer image edge for training/scoring"),
-    steps: int = typer.Option(400, "--steps", min=1, max=100000, help="Training steps"),
+    holdout: int = typer.Option(1, "--holdout", min=1,
+                                help="Camera positions held out (closest to the camera centroid; every frame of a "
+                                     "held-out position is scored, none of them trains)"),
+    long_side: Optional[int] = typer.Option(None, "--long-side", min=16, max=2048,
+                                            help="Longer image edge for training/scoring [default: evaluate.DEFAULT_LONG_SIDE]"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, max=100000,
+                                        help="Training steps [default: evaluate.DEFAULT_STEPS]"),
+    curve_every: int = typer.Option(0, "--curve-every", min=0, max=100000,
+                                    help="Also render the held-out views every N steps: PSNR vs training time and "
+                                         "the time to reach each baseline (0: off)"),
     seed: int = typer.Option(0, "--seed", min=0),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     threads: int = typer.Option(1, "--threads", min=1, max=2, help=THREADS_HELP),
@@ -37,8 +44,8 @@ def eval_nerf_cmd(
     json_out: bool = typer.Option(True, "--json/--no-json", help="Print the JSON result (always on)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Train on all but --holdout views of --scene; PSNR/SSIM of the held-out photos vs nearest-view baselines."""
-    from gaiverse.interiors.evaluate import eval_nerf
+    """Train on all but --holdout camera positions of --scene; PSNR/SSIM of the held-out photos vs two image baselines."""
+    from gaiverse.interiors.evaluate import DEFAULT_LONG_SIDE, DEFAULT_STEPS, eval_nerf
     from gaiverse.interiors.poses import SceneError
 
     configure_logging(verbose)
@@ -46,8 +53,8 @@ def eval_nerf_cmd(
         fail(f"`--device` must be auto, cpu or cuda, got {device!r}")
     _threads(threads)
     try:
-        result = eval_nerf(scene, holdout=holdout, long_side=long_side, steps=steps, seed=seed, device=device,
-                           out_dir=out)
+        result = eval_nerf(scene, holdout=holdout, long_side=long_side or DEFAULT_LONG_SIDE,
+                           steps=steps or DEFAULT_STEPS, seed=seed, device=device, out_dir=out, curve_every=curve_every)
     except (SceneError, ValueError) as err:
         fail(err)
     emit_json(result)

@@ -37,6 +37,9 @@ class FieldConfig:
     """Final edge of the factorised grid (cells across the contracted cube [-2, 2])."""
     start_resolution: int = 32
     """Edge at the start; doubled (capped at `resolution`) at the upsampling steps (coarse to fine)."""
+    density_resolution: int = 0
+    """Cap on the density factors' edge (0 = `resolution`): few views pin down coarse geometry only, while
+    appearance can still use the finer grid."""
     density_components: int = 8
     """VM components of the density field."""
     appearance_components: int = 12
@@ -77,7 +80,7 @@ class TensoRFField(nn.Module):
 
     @property
     def resolution(self) -> int:
-        return int(self.density_planes.shape[-1])
+        return int(self.app_planes.shape[-1])
 
     def _factors(self, planes: torch.Tensor, lines: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
         """(3, C, n) plane x line products at `xyz` (n, 3) in [-2, 2]."""
@@ -102,21 +105,29 @@ class TensoRFField(nn.Module):
 
     @torch.no_grad()
     def upsample(self, resolution: int) -> None:
-        """Bilinearly resample every factor to `resolution` (the optimiser must be rebuilt afterwards)."""
-        for name in ("density_planes", "app_planes"):
-            old = getattr(self, name)
-            setattr(self, name, nn.Parameter(F.interpolate(old.data, size=(resolution, resolution),
-                                                           mode="bilinear", align_corners=True)))
-        for name in ("density_lines", "app_lines"):
-            old = getattr(self, name)
-            setattr(self, name, nn.Parameter(F.interpolate(old.data, size=(resolution, 1),
-                                                           mode="bilinear", align_corners=True)))
+        """Bilinearly resample every factor to `resolution` (density capped at `density_resolution`; the optimiser
+        must be rebuilt afterwards)."""
+        cap = self.config.density_resolution or resolution
+        for kind, edge in (("density", min(resolution, cap)), ("app", resolution)):
+            planes, lines = getattr(self, f"{kind}_planes"), getattr(self, f"{kind}_lines")
+            setattr(self, f"{kind}_planes", nn.Parameter(F.interpolate(planes.data, size=(edge, edge),
+                                                                        mode="bilinear", align_corners=True)))
+            setattr(self, f"{kind}_lines", nn.Parameter(F.interpolate(lines.data, size=(edge, 1),
+                                                                       mode="bilinear", align_corners=True)))
 
     def total_variation(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean squared neighbour differences of the density and appearance planes (smoothness prior)."""
+        """Mean squared neighbour differences of the density factors and appearance planes (smoothness prior).
+
+        Density lines are included: an unconstrained line stretches whatever one view saw along its axis
+        (axis-aligned streaks); appearance lines are not (measured: it blurred the façade's held-out view)."""
         def tv(p: torch.Tensor) -> torch.Tensor:
-            return (p[..., 1:, :] - p[..., :-1, :]).pow(2).mean() + (p[..., :, 1:] - p[..., :, :-1]).pow(2).mean()
+            rows = (p[..., 1:, :] - p[..., :-1, :]).pow(2).mean()
+            return rows + (p[..., :, 1:] - p[..., :, :-1]).pow(2).mean() if p.shape[-1] > 1 else rows  # lines: (.., r, 1)
         return tv(self.density_planes) + tv(self.density_lines), tv(self.app_planes)
+
+    def density_l1(self) -> torch.Tensor:
+        """Mean absolute density factor (TensoRF's sparsity prior: empty space stays empty, fewer floaters)."""
+        return self.density_planes.abs().mean() + self.density_lines.abs().mean()
 
 
 class OccupancyGrid:
@@ -197,6 +208,8 @@ class RenderOutput:
     """(n,) expected z-depth in normalised scene units (weights renormalised over the ray)."""
     opacity: torch.Tensor
     """(n,) accumulated opacity (1 - transmittance left for the background)."""
+    weights: torch.Tensor | None = None
+    """(n, s) compositing weight of each sample, nearest first (training regularisers read it)."""
 
 
 def render_rays(field: TensoRFField, grid: OccupancyGrid | None, origins: torch.Tensor, dirs: torch.Tensor,
@@ -224,7 +237,7 @@ def render_rays(field: TensoRFField, grid: OccupancyGrid | None, origins: torch.
     opacity = weights.sum(-1)
     rgb = (weights[..., None] * colours).sum(1) + (1 - opacity[:, None]) * background
     depth = (weights * t_mid).sum(-1) / opacity.clamp_min(1e-6)
-    return RenderOutput(rgb=rgb, depth=depth, opacity=opacity)
+    return RenderOutput(rgb=rgb, depth=depth, opacity=opacity, weights=weights)
 
 
 @dataclass

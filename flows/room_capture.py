@@ -3,8 +3,11 @@ NeRF -> colour + depth room views, published as `room/<capture_id>`. Implements 
 (and ENV-c2 views of the captured room).
 
 One retryable task per step (tasks/interiors_world.py ROOM_STEPS), so the API reports progress per step
-from the run's task runs; a step table is attached at the end. The work happens in a temporary
-workspace (images/, database.db, sparse/0/, nerf.pt, views/) removed when the run ends.
+from the run's task runs; the NeRF trains in a Ray actor (ray_actors/interior_training.py) whose step and
+PSNR the train task forwards to a progress artifact while it runs; a step table is attached at the end.
+The capture is opened with its owner's key and everything published is sealed with it (docs/PRIVACY.md).
+The work happens in a temporary workspace (media/, images/, database.db, sparse/0/, nerf.pt, views/)
+removed when the run ends.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def room_capture(
     who = run_owner(owner)
     workspace = tempfile.mkdtemp(prefix=f"gaiverse-{capture_id}-")
     try:
-        fetched = steps.run("fetch", lambda: fetch_capture(capture_id, workspace),
+        fetched = steps.run("fetch", lambda: fetch_capture(capture_id, who, workspace),
                             lambda r: f"{r['manifest']['mode']}, {len(r['paths'])} files")
         frames = steps.run("frames", lambda: select_capture_frames(fetched["paths"], workspace, max_frames),
                            lambda r: f"{r['selected']} of {r['candidates']} frames")
@@ -58,7 +61,8 @@ def room_capture(
         poses = steps.run("poses", lambda: colmap_mapping(workspace, frames["selected"]),
                           lambda r: f"{r['registered']} of {r['images']} registered, {r['points']} points")
         nerf = steps.run("train", lambda: train_room_nerf(workspace, train_steps, long_side, seed),
-                         lambda r: f"PSNR {r['final_psnr']} after {train_steps} steps on {r['views']} views")
+                         lambda r: f"PSNR {r['final_psnr']} after {train_steps} steps on {r['views']} views "
+                                   f"({r['device']})")
         views = steps.run("views", lambda: render_room_views(workspace, nerf["checkpoint"], view_size, rooms),
                           lambda r: f"{len(r['views'])} colour + depth rooms")
         report = {"frames": frames, "poses": poses, "nerf": {k: v for k, v in nerf.items() if k != "checkpoint"},

@@ -36,3 +36,14 @@ def chromium(args: Sequence[str]) -> Iterator:
             yield instance
         finally:
             instance.close()
+
+
+def sign_in(page, base_url: str, key: str, path: str) -> None:
+    """Sign in on the terminal's start page with an API key, then open ``path`` (a page of the terminal) and
+    wait until it says it is ready (``body[data-ready='true']``)."""
+    page.goto(base_url + "/")
+    page.fill("#api-key", key)
+    page.click("#sign-in-form button")
+    page.wait_for_selector("#terminal", state="visible")
+    page.goto(base_url + path)
+    page.wait_for_selector("body[data-ready='true']")

@@ -111,6 +111,9 @@ def _erase_avatars(con, user_id: str) -> tuple[int, list[str]]:
     authored = [r[0] for r in con.execute(
         "SELECT DISTINCT collection FROM versions WHERE starts_with(collection, ?) AND author = ?",
         [AVATAR_PREFIX, user_id]).fetchall()]
+    authored += [r[0] for r in con.execute(  # room captures and the rooms made from them (gaiverse/api/interiors.py)
+        "SELECT DISTINCT collection FROM versions WHERE (starts_with(collection, 'room-capture/') "
+        "OR starts_with(collection, 'room/')) AND author = ?", [user_id]).fetchall()]
     collections = sorted({CAPTURE_PREFIX + c for c in captures} | {AVATAR_PREFIX + c for c in captures}
                          | set(authored))
     if not collections:

@@ -10,6 +10,11 @@ then extracts features, matches them and maps a sparse model; the workspace layo
 (`images/`, `sparse/0/`) is what gaiverse.interiors.poses.load_scene reads, so the NeRF trains on it
 unchanged. `similarity_alignment` compares recovered camera centres with known ones up to scale,
 rotation and translation (the only thing SfM can recover).
+
+Uploaded captures show the inside of someone's home: `store_capture` seals every file with the owner's own
+key (`OwnerKey`: the personalization vault of docs/PRIVACY.md, as avatar captures are) and keeps no file
+name of theirs; the flow opens them with the same key and seals what it derives (`DERIVED_CONTEXT`);
+`delete_capture` removes a capture, its room and all their objects and catalog rows.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -38,6 +43,13 @@ class CaptureError(ValueError):
 
 class ColmapError(RuntimeError):
     """COLMAP is missing or failed; the message names the step and the end of its log."""
+
+
+class ColmapUnposed(ColmapError):
+    """COLMAP ran but could not pose enough frames: the capture's fault, so running it again would not help."""
+
+    retryable = False
+    """Read by tasks.common.retry_transient: the flow fails at once with this message."""
 
 
 @dataclass
@@ -282,13 +294,19 @@ def map_sparse(workspace: Path, cfg: ColmapConfig | None = None) -> float:
     if sparse.exists():
         shutil.rmtree(sparse)
     sparse.mkdir(parents=True)
-    seconds = _run("mapper", [
-        "mapper", "--database_path", str(workspace / "database.db"), "--image_path", str(workspace / "images"),
-        "--output_path", str(sparse), "--Mapper.num_threads", str(cfg.threads)], workspace, cfg)
+    unposed = ("COLMAP could not pose the frames: they share too few features (take overlapping views of one room, "
+               "move slowly, avoid blank walls)")
+    try:
+        seconds = _run("mapper", [
+            "mapper", "--database_path", str(workspace / "database.db"), "--image_path", str(workspace / "images"),
+            "--output_path", str(sparse), "--Mapper.num_threads", str(cfg.threads)], workspace, cfg)
+    except ColmapError as err:  # the mapper exits 1 when no image pair matched: say what the user can change
+        if "No images with matches" in str(err) or "failed to create sparse model" in str(err):
+            raise ColmapUnposed(f"{unposed}; mapper: {str(err).split(': ', 1)[-1][:160]}") from None
+        raise
     models = [d for d in sparse.iterdir() if (d / "images.bin").is_file()]
     if not models:
-        raise ColmapError("COLMAP mapper registered no images: the frames share too few features "
-                          "(film slowly, overlap consecutive views, avoid blank walls)")
+        raise ColmapUnposed(unposed)
     largest = max(models, key=lambda d: len(_registered(d)))
     if largest.name != "0":  # mapper numbers models from 0; the NeRF loader reads sparse/0
         (sparse / "0").rename(sparse / "smaller_0")
@@ -320,7 +338,7 @@ def result_of(workspace: Path, n_images: int, seconds: dict[str, float], min_reg
     model = read_colmap(workspace / "sparse" / "0")
     names = sorted(name for _, _, _, name in model.images.values())
     if len(names) < min_registered:
-        raise ColmapError(f"COLMAP registered {len(names)} of {n_images} images; at least {min_registered} are "
+        raise ColmapUnposed(f"COLMAP registered {len(names)} of {n_images} images; at least {min_registered} are "
                           "needed (more overlap between views, more texture in the room)")
     log.info("COLMAP: %d of %d images registered, %d points", len(names), n_images, len(model.points))
     return ColmapResult(workspace, workspace / "sparse" / "0", n_images, len(names), len(model.points), names, seconds)
@@ -374,7 +392,14 @@ ROOM_STEPS: tuple[tuple[str, str], ...] = (
     ("room-colmap-matching", "matching"), ("room-colmap-mapping", "poses"), ("room-train-nerf", "train"),
     ("room-render-views", "views"), ("room-publish", "publish"))
 """(task name, step shown to the user) of the room-capture flow, in order: what its progress reports."""
-MEDIA_KIND = "room-capture/media"
+ROOM_COLLECTION = "room"
+SEAL_CONTEXT = b"|room-capture"
+"""Authenticated context of sealed capture media (a capture blob never opens as another kind of data)."""
+MEDIA_KIND = "personal/room-capture"
+"""Object kind of sealed capture media: says neither the user nor what the file shows."""
+DERIVED_CONTEXT = b"|room-derived"
+"""Authenticated context of what the flow derives from a capture (NeRF checkpoint, atlas, views), sealed alike."""
+DERIVED_KIND = "personal/room"
 
 
 @dataclass
@@ -454,9 +479,27 @@ def check_upload(files: Sequence[tuple[str, bytes]], limits: UploadLimits | None
     return {"mode": "images", "files": len(files), "bytes": total, "size": list(sizes[0])}
 
 
-def store_capture(store, catalog, owner: str, files: Sequence[tuple[str, bytes]], checks: dict) -> str:
-    """Put the checked files and publish `room-capture/<id>` (manifest: media keys and names); returns the id.
-    On failure the objects written are deleted again."""
+@dataclass(frozen=True)
+class OwnerKey:
+    """Seals and opens one owner's room data with their own key (the personalization vault of docs/PRIVACY.md,
+    as avatar captures are): photos and videos show the inside of someone's home."""
+
+    vault: Any
+    """gaiverse.privacy.SubjectVault."""
+    subject: str
+    """The owner's pseudonym (KeyRing.pseudonym)."""
+
+    def seal(self, data: bytes, context: bytes) -> bytes:
+        return self.vault.seal(self.subject, data, context)
+
+    def open(self, blob: bytes, context: bytes) -> bytes:
+        return self.vault.open(self.subject, blob, context)
+
+
+def store_capture(store, catalog, owner: str, files: Sequence[tuple[str, bytes]], checks: dict,
+                  key: OwnerKey) -> str:
+    """Seal and put the checked files, publish `room-capture/<id>` (manifest: media keys, neutral names,
+    no file names of the user); returns the id. On failure the objects written are deleted again."""
     import json
     import secrets
 
@@ -464,15 +507,17 @@ def store_capture(store, catalog, owner: str, files: Sequence[tuple[str, bytes]]
     refs = []
     try:
         media = []
-        for name, data in files:
-            ref = store.put_bytes(data, kind=MEDIA_KIND, ext=Path(name).suffix.lower().lstrip(".") or "bin")
+        for k, (name, data) in enumerate(files):
+            ref = store.put_bytes(key.seal(data, SEAL_CONTEXT), kind=MEDIA_KIND, ext="bin")
             refs.append(ref)
-            media.append({"name": Path(name).name, "key": ref.key, "bytes": len(data)})
+            media.append({"name": f"{checks['mode'][:-1]}_{k:03d}{Path(name).suffix.lower()}", "key": ref.key,
+                          "bytes": len(data)})
         manifest = {"capture_id": capture_id, "owner": owner, "mode": checks["mode"], "media": media,
-                    "checks": checks}
+                    "checks": checks, "sealed": "per-user AES-256-GCM (docs/PRIVACY.md)"}
         manifest_ref = store.put_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode(),
                                        kind="room-capture/manifest", ext="json")
-        catalog.publish_version(f"{CAPTURE_COLLECTION}/{capture_id}", manifest=manifest_ref, assets=refs,
+        refs.append(manifest_ref)
+        catalog.publish_version(f"{CAPTURE_COLLECTION}/{capture_id}", manifest=manifest_ref, assets=refs[:-1],
                                 message=f"room capture ({checks['mode']}, {len(files)} files)", author=owner)
     except Exception:
         for ref in refs:
@@ -481,8 +526,8 @@ def store_capture(store, catalog, owner: str, files: Sequence[tuple[str, bytes]]
     return capture_id
 
 
-def load_capture(store, catalog, capture_id: str, directory: Path) -> tuple[dict, list[Path]]:
-    """The capture's manifest and its media written into `directory`."""
+def load_capture(store, catalog, capture_id: str, directory: Path, key: OwnerKey) -> tuple[dict, list[Path]]:
+    """The capture's manifest and its media, opened with the owner's key, written into `directory`."""
     import json
 
     versions = catalog.versions(f"{CAPTURE_COLLECTION}/{capture_id}")
@@ -493,9 +538,63 @@ def load_capture(store, catalog, capture_id: str, directory: Path) -> tuple[dict
     paths = []
     for k, item in enumerate(manifest["media"]):
         path = directory / f"{k:03d}_{Path(item['name']).name}"
-        path.write_bytes(store.get_bytes(item["key"]))
+        path.write_bytes(key.open(store.get_bytes(item["key"]), SEAL_CONTEXT))
         paths.append(path)
     return manifest, paths
+
+
+def room_files(store, catalog, capture_id: str, key: OwnerKey) -> dict[str, bytes]:
+    """The published room's atlas files (atlas.json, sheets, room colour/depth PNGs), opened with the owner's key;
+    the NeRF checkpoint stays out. Raises CaptureError before the room is published."""
+    import json
+
+    versions = catalog.versions(f"{ROOM_COLLECTION}/{capture_id}")
+    if not versions:
+        raise CaptureError(f"room {capture_id!r} is not built yet")
+    objects = json.loads(store.get_bytes(versions[-1].manifest_key))["objects"]
+    return {name: key.open(store.get_bytes(object_key), DERIVED_CONTEXT) for name, object_key in objects.items()
+            if name != "checkpoint"}
+
+
+def write_room_atlas(store, catalog, capture_id: str, key: OwnerKey, directory: Path) -> Path:
+    """The room as an interior atlas directory `directory/<capture_id>/` (gaiverse/interiors/atlas.py format), which
+    gaiverse.interiors.windows.load_library reads: how a world's windows get the owner's room. Returns atlas.json."""
+    target = Path(directory) / capture_id
+    target.mkdir(parents=True, exist_ok=True)
+    for name, data in room_files(store, catalog, capture_id, key).items():
+        (target / Path(name).name).write_bytes(data)
+    return target / "atlas.json"
+
+
+def delete_capture(store, catalog, capture_id: str) -> dict[str, int]:
+    """Remove a capture and the room made from it: every version row of `room-capture/<id>` and `room/<id>`,
+    the lineage, owner and asset rows of their objects, then the objects (after the commit, so no row points
+    at a deleted object). An object another version still references keeps its row and bytes."""
+    import json
+
+    collections = [f"{CAPTURE_COLLECTION}/{capture_id}", f"{ROOM_COLLECTION}/{capture_id}"]
+    versions = [v for c in collections for v in catalog.versions(c)]
+    keys = {v.manifest_key for v in versions}
+    for version in versions:
+        manifest = json.loads(store.get_bytes(version.manifest_key))
+        keys |= {m["key"] for m in manifest.get("media", [])} | set(manifest.get("objects", {}).values())
+    keys = sorted(keys)
+    removed = []
+    with catalog.write() as con:
+        rows = con.execute("SELECT count(*) FROM versions WHERE list_contains(?, collection)",
+                           [collections]).fetchone()[0]
+        con.execute("DELETE FROM versions WHERE list_contains(?, collection)", [collections])
+        con.execute("DELETE FROM lineage WHERE list_contains(?, output_key) OR list_contains(?, input_key)",
+                    [keys, keys])
+        con.execute("DELETE FROM asset_owners WHERE list_contains(?, key)", [keys])
+        for object_key in keys:
+            if not con.execute("SELECT count(*) FROM versions WHERE manifest_key = ?", [object_key]).fetchone()[0]:
+                con.execute("DELETE FROM assets WHERE key = ?", [object_key])
+                removed.append(object_key)
+    for object_key in removed:
+        store.delete(object_key)
+    log.info("room capture %s deleted: %d versions, %d objects", capture_id, rows, len(removed))
+    return {"versions": int(rows), "objects": len(removed)}
 
 
 def frames_of(paths: Sequence[Path], config: FrameSelectionConfig | None = None) -> list[Frame]:

@@ -12,6 +12,7 @@ export const PAGES = [
   { href: '/web/world.html', label: 'Worlds' },
   { href: '/web/knowledge.html', label: 'Knowledge' },
   { href: '/web/avatar.html', label: 'Avatar' },
+  { href: '/web/room.html', label: 'Your room' },
 ];
 
 export class ApiError extends Error {

@@ -1,9 +1,13 @@
-"""POST /interiors/captures refuses bad room captures with the check that failed, before anything is stored; a good
-one is stored and, where the room-capture deployment is not served, answered 404 and removed again."""
+"""POST /interiors/captures asks for the `media` consent first, refuses bad room captures with the check that
+failed, before anything is stored; a good one, where the room-capture deployment is not served, is answered 404
+and nothing is stored."""
 
 from __future__ import annotations
 
+import uuid
+
 import cv2
+import httpx
 import pytest
 
 from gaiverse.config import REPO_ROOT
@@ -24,7 +28,20 @@ def _images(paths):
     return [("images", (p.name, _small_jpeg(p), "image/jpeg")) for p in paths]
 
 
-def test_bad_room_captures_are_refused_with_the_reason(alice, catalog):
+@pytest.fixture(scope="module")
+def roomer(api_server, admin):
+    """A user of these tests only (they give the `media` consent, which other tests' users must not have)."""
+    response = admin.post("/users", json={"name": f"roomer-{uuid.uuid4().hex[:6]}"})
+    assert response.status_code == 201, response.text
+    with httpx.Client(base_url=api_server, timeout=60, headers={"X-API-Key": response.json()["key"]}) as http:
+        yield http
+
+
+def test_bad_room_captures_are_refused_with_the_reason(roomer, catalog):
+    alice = roomer
+    refused = alice.post("/interiors/captures", files=_images(PHOTOS[:3]))
+    assert refused.status_code == 403 and "media" in refused.json()["detail"], refused.text
+    assert alice.put("/personalization/consent/media").status_code == 200
     before = catalog.query("SELECT count(*) AS n FROM versions WHERE starts_with(collection, 'room-capture/')")[0]["n"]
     too_few = alice.post("/interiors/captures", files=_images(PHOTOS[:2]))
     assert too_few.status_code == 422 and "count" in too_few.json()["detail"], too_few.text
@@ -45,8 +62,10 @@ def test_bad_room_captures_are_refused_with_the_reason(alice, catalog):
     assert after == before
 
 
-def test_a_good_capture_without_the_deployment_leaves_nothing(alice, catalog):
+def test_a_good_capture_without_the_deployment_leaves_nothing(roomer, catalog):
+    alice = roomer
     count = "SELECT count(*) AS n FROM versions WHERE starts_with(collection, 'room-capture/')"
+    assert alice.put("/personalization/consent/media").status_code == 200
     before = catalog.query(count)[0]["n"]
     started = alice.post("/interiors/captures", files=_images(PHOTOS))
     if started.status_code == 202:  # the deployment is served in this session: follow the capture

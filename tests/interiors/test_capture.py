@@ -7,6 +7,7 @@ orientations to a few degrees.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -111,3 +112,29 @@ def test_upload_checks_name_the_failed_check(tmp_path):
         with pytest.raises(capture.UploadRejected) as err:
             capture.check_upload(files, limits)
         assert err.value.check == check and "/tmp" not in str(err.value), (check, str(err.value))
+
+
+@pytest.mark.slow
+def test_stored_media_are_sealed_with_the_owner_key_and_deleted_with_the_capture(tmp_path, store, catalog, settings):
+    from gaiverse.avatar.capture import open_vault
+
+    keyring, vault = open_vault(settings)
+    key = capture.OwnerKey(vault, keyring.pseudonym("room-owner"))
+    video = _video_of(PHOTOS, tmp_path / "walk.mp4").read_bytes()
+    files = [("my flat.mp4", video)]
+    capture_id = capture.store_capture(store, catalog, "room-owner", files, capture.check_upload(files), key)
+    version = catalog.versions(f"{capture.CAPTURE_COLLECTION}/{capture_id}")[0]
+    manifest_text = store.get_bytes(version.manifest_key).decode()
+    media_key = json.loads(manifest_text)["media"][0]["key"]
+    raw = store.get_bytes(media_key)
+    assert raw[:4] == b"GVE1" and b"ftyp" not in raw[:64] and video[200:264] not in raw  # not the MP4
+    assert "my flat" not in manifest_text  # nor the user's file name
+    other = capture.OwnerKey(vault, keyring.pseudonym("someone-else"))
+    with pytest.raises(Exception, match="does not open|no data key"):
+        other.open(raw, capture.SEAL_CONTEXT)
+    _, paths = capture.load_capture(store, catalog, capture_id, tmp_path / "opened", key)
+    assert paths[0].read_bytes() == video and paths[0].suffix == ".mp4"
+    assert capture.delete_capture(store, catalog, capture_id) == {"versions": 1, "objects": 2}
+    assert not store.exists(media_key) and not store.exists(version.manifest_key)
+    assert not catalog.versions(f"{capture.CAPTURE_COLLECTION}/{capture_id}")
+    assert catalog.query("SELECT count(*) AS n FROM assets WHERE key = ?", [media_key])[0]["n"] == 0

@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
 from pydantic import Field
 
+from gaiverse.world.dynamics.schedule import DynamicsSchedule
 from gaiverse.world.suggestions import parse_suggestion
 from gaiverse.world.world_build import checkpoint_id
 from gaiverse.world.world_state import WorldState
@@ -84,7 +85,8 @@ def _world_id(prompt: str, seed: int) -> str:
     return f"w-{digest}"
 
 
-def _build(steps: Steps, controls, prompt: str, seed: int, ddim_steps: int | None, checkpoint: str | None):
+def _build(steps: Steps, controls, prompt: str, seed: int, ddim_steps: int | None, checkpoint: str | None,
+           schedule: dict[str, Any] | None = None):
     """layout -> roads -> buildings -> assemble -> interiors -> dynamics -> validate; returns (state, scene,
     checkpoints, checks, files of the dynamics step)."""
     checkpoints = checkpoint_id(checkpoint)
@@ -96,13 +98,14 @@ def _build(steps: Steps, controls, prompt: str, seed: int, ddim_steps: int | Non
     state = WorldState.from_layout(layout, prompt, buildings)
     scene = steps.run("assemble", lambda: assemble(state, {"layout": checkpoints["sha256"]}),
                       lambda r: f"{r.triangles} triangles, {len(r.vegetation)} plants")
-    steps.run("interiors", lambda: furnish_interiors(scene),
-              lambda r: r.get("skipped") or f"{r['windows']} windows, {r['room_views_used']} NeRF room views")
-    dynamics = steps.run("dynamics", lambda: simulate_dynamics(scene, seed),
+    interiors = steps.run("interiors", lambda: furnish_interiors(scene),
+                          lambda r: r.get("skipped") or f"{r['windows']} windows, {r['room_views_used']} NeRF room views")
+    dynamics = steps.run("dynamics", lambda: simulate_dynamics(scene, seed, schedule),
                          lambda r: f"{r['vehicles']} vehicles, {r['pedestrians']} people")
     checks = steps.run("validate", lambda: validate_world(scene),
                        lambda r: f"{r['gltf_errors']} glTF errors, {r['buildings']} buildings, {r['roads']} roads")
-    return state, scene, checkpoints, {**checks, "dynamics": dynamics["checks"]}, dynamics["files"]
+    return state, scene, checkpoints, {**checks, "dynamics": dynamics["checks"]}, {**dynamics["files"],
+                                                                                  **interiors.get("files", {})}
 
 
 @flow(name="build-world", description="A validated, versioned 3D world (.glb + maps) from a text suggestion.",
@@ -115,18 +118,22 @@ def build_world(
     ddim_steps: Annotated[int | None, Field(ge=2, le=100)] = None,
     owner: Annotated[str | None, Field(max_length=100)] = None,
     checkpoint: Annotated[str | None, Field(max_length=500)] = None,
+    schedule: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build a world and publish it as a new world (version 1) or the next version of `world_id`.
 
     size_m : side of the square world in metres (default: the size in the prompt, else 1 km).
     ddim_steps : DDIM steps per layout tile (default: the generator's). owner : who the world is
-    for when the run is not started through the API (default: the admin).
+    for when the run is not started through the API (default: the admin). schedule : the world's weather /
+    time-of-day schedule (`gaiverse.world.dynamics.schedule.DynamicsSchedule` JSON; default from the seed).
     """
+    if schedule is not None:  # refuse a malformed schedule before building anything
+        DynamicsSchedule.from_json(schedule)
     steps = Steps()
     controls = steps.run("parse", lambda: parse_suggestions(prompt, size_m),
                          lambda r: f"{r.size_m[0]:.0f} m x {r.size_m[1]:.0f} m, relief {r.relief_m:.0f} m")
     who = run_owner(owner)
-    state, scene, checkpoints, checks, files = _build(steps, controls, prompt, seed, ddim_steps, checkpoint)
+    state, scene, checkpoints, checks, files = _build(steps, controls, prompt, seed, ddim_steps, checkpoint, schedule)
     target = world_id or _world_id(prompt, seed)
     published = steps.run("publish", lambda: publish_world(
         target, state, scene, owner=who, message=f"built from {prompt!r} (seed {seed})",
@@ -154,6 +161,7 @@ def rebuild_world(
     completes without publishing); "fail" fails the run.
     """
     steps = Steps()
+    from gaiverse.world.version_outputs import version_schedule
     from gaiverse.world.versions import WorldVersions
     from tasks.common import get_store
 
@@ -166,7 +174,10 @@ def rebuild_world(
     old: WorldState = current["state"]
     controls = parse_suggestion(old.prompt)
     controls.size_m = tuple(float(s) for s in old.size_m)
-    state, scene, checkpoints, checks, files = _build(steps, controls, old.prompt, old.seed, ddim_steps, checkpoint)
+    schedule = version_schedule(get_store().get_bytes, WorldVersions(get_store(), get_catalog()).manifest(
+        world_id, current["version"])["objects"])  # the world keeps its weather schedule
+    state, scene, checkpoints, checks, files = _build(steps, controls, old.prompt, old.seed, ddim_steps, checkpoint,
+                                                      schedule)
     published = steps.run("publish", lambda: publish_world(
         world_id, state, scene, owner=current["owner"],
         message=f"rebuild of v{current['version']} with checkpoint {checkpoints['sha256']}",

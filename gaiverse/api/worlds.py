@@ -1,22 +1,24 @@
-"""Worlds: build through the Prefect deployment, list, versions, diff, edits, rollback, backup.
+"""Worlds: build through the Prefect deployment, list, versions, diff, edits, schedule, rollback, backup.
 
 A world belongs to the user who built it; another user's world answers 404 exactly like one
-that does not exist. Edits run in the API process (a region edit is well under 2 s) and
-publish a new version with the state and 2-D previews; its .glb is assembled on first
-request (`/glb`) and kept as an asset derived from the version's manifest. Implements
-ENV-a3 (versions, backup) and ENV-a4 (user adjustments) over HTTP.
+that does not exist. Edits run in the API process and publish a new version with the state,
+2-D previews, window interiors and dynamics (carried over, or rerouted where the edit changed
+the streets: `gaiverse.world.version_outputs`); its .glb is assembled with its interiors on
+first request (`/glb`) and kept as an asset derived from the version's manifest. PUT
+/schedule publishes a version whose dynamics follow another weather / time-of-day schedule.
+Implements ENV-a3 (versions, backup), ENV-a4 (user adjustments) and ENV-d2 (dynamics scheduled
+per world) over HTTP.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from gaiverse.api.deps import CurrentUser, Services, ServicesDep
@@ -25,11 +27,12 @@ from gaiverse.api.keys import User
 from gaiverse.api.knowledge import refresh_world_knowledge
 from gaiverse.api.runs import _run_out, start_run
 from gaiverse.api.schemas import RunOut
-from gaiverse.world.editing import EditError, EditRequest, LayoutModels, apply_edit
+from gaiverse.world.dynamics.schedule import DynamicsSchedule
+from gaiverse.world.editing import EditError, EditRequest, LayoutModels
+from gaiverse.world.version_outputs import OutputsError, publish_edit, publish_schedule, version_schedule
 from gaiverse.world.versions import (
     VersionConflict, WorldIdTaken, WorldNotFound, WorldVersions,
 )
-from gaiverse.world.world_build import version_files
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,28 @@ class WorldCreate(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     world_id: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")
     ddim_steps: int | None = Field(default=None, ge=2, le=100)
+    schedule: dict[str, Any] | None = Field(default=None, description="weather / time-of-day schedule "
+                                            "(DynamicsSchedule JSON); default drawn from the seed")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else DynamicsSchedule.from_json(value).to_json()
+
+
+class ScheduleIn(BaseModel):
+    """A world's weather / time-of-day schedule: hourly weather, traffic and pedestrian shares."""
+
+    schedule: dict[str, Any] = Field(examples=[{"latitude_deg": 50.0, "day_of_year": 172, "entries": [
+        {"hour": 0, "weather": "clear", "traffic": 0.1, "pedestrians": 0.05},
+        {"hour": 7, "weather": "fog", "traffic": 0.9, "pedestrians": 0.6}]}])
+    base_version: int | None = Field(default=None, ge=1)
+    message: str | None = Field(default=None, max_length=500)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return DynamicsSchedule.from_json(value).to_json()
 
 
 class WorldOut(BaseModel):
@@ -177,9 +202,10 @@ def _derived_glb(services: Services, manifest_key: str) -> str | None:
 
 
 def _render_glb(services: Services, repo: WorldVersions, world_id: str, version: int, row) -> str:
-    from gaiverse.world.world_build import render
+    """Assemble the version with its window interiors (the rooms its objects ship), checked."""
+    from gaiverse.world.version_outputs import render_version
 
-    scene = render(repo.load_state(world_id, version))
+    scene = render_version(repo.load_state(world_id, version), repo.manifest(world_id, version)["objects"])
     ref = services.store.put_bytes(scene.glb_bytes(), kind="world/glb", ext="glb")
     services.catalog.record_asset(ref, owner=row.author, inputs=[row.manifest_key], checkpoint="world-render")
     return ref.key
@@ -214,26 +240,16 @@ def post_edit(world_id: WorldIdPath, body: EditRequest, services: ServicesDep, u
     """Apply one edit to a version (default the latest) and publish the result as the next version."""
     repo = _visible(services, user, world_id)
     try:
-        base = repo.version(world_id, body.base_version)
-        state = repo.load_state(world_id, base.version)
         models = _layout_models(services) if body.edit.op == "regenerate" else None
-        result = apply_edit(state, body.edit, models)
-        message = body.message or f"{body.edit.op} (edit of v{base.version})"
-        made = repo.publish(world_id, result.state, author=repo.owner(world_id), message=message,
-                            derived=version_files(result.state), base_version=base.version,
-                            made_by={"kind": "edit", "base_version": base.version, **_jsonable(result.summary)})
+        made, _, _ = publish_edit(repo, world_id, body, models)  # with its interiors and (rerouted) dynamics
     except WorldNotFound as err:
         raise HTTPException(404, str(err)) from err
-    except EditError as err:
+    except (EditError, OutputsError) as err:
         raise HTTPException(422, str(err)) from err
     except (VersionConflict, WorldIdTaken) as err:
         raise HTTPException(409, str(err)) from err
     refresh_world_knowledge(services, world_id, made.version)  # NPCs learn the new version (background)
     return _version_out(repo, world_id, made.version)
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 @router.post("/{world_id}/rollback", status_code=201, response_model=VersionOut, responses=error_responses(409))
@@ -262,3 +278,33 @@ def get_backup(world_id: WorldIdPath, services: ServicesDep, user: CurrentUser,
         raise HTTPException(404, str(err)) from err
     return Response(archive, media_type="application/gzip",
                     headers={"Content-Disposition": f'attachment; filename="{world_id}-v{number}.tar.gz"'})
+
+
+@router.get("/{world_id}/versions/{version}/schedule", responses=error_responses(404))
+def get_schedule(world_id: WorldIdPath, version: Annotated[int, Path(ge=1)], services: ServicesDep,
+                 user: CurrentUser) -> dict[str, Any]:
+    """The weather / time-of-day schedule stored with a version's dynamics."""
+    repo = _visible(services, user, world_id)
+    try:
+        schedule = version_schedule(services.store.get_bytes, repo.manifest(world_id, version)["objects"])
+    except WorldNotFound as err:
+        raise HTTPException(404, str(err)) from err
+    if schedule is None:
+        raise HTTPException(404, f"version {version} of {world_id!r} has no dynamics, so no schedule")
+    return schedule
+
+
+@router.put("/{world_id}/schedule", status_code=201, response_model=VersionOut, responses=error_responses(409, 422))
+def put_schedule(world_id: WorldIdPath, body: ScheduleIn, services: ServicesDep, user: CurrentUser) -> VersionOut:
+    """Schedule the world's weather, time of day and traffic: a new version whose dynamics follow `schedule`
+    (trajectories and everything else are the base version's objects)."""
+    repo = _visible(services, user, world_id)
+    try:
+        made = publish_schedule(repo, world_id, body.schedule, body.base_version, body.message)
+    except WorldNotFound as err:
+        raise HTTPException(404, str(err)) from err
+    except (OutputsError, ValueError) as err:
+        raise HTTPException(422, str(err)) from err
+    except (VersionConflict, WorldIdTaken) as err:
+        raise HTTPException(409, str(err)) from err
+    return _version_out(repo, world_id, made.version)

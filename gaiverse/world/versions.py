@@ -165,10 +165,12 @@ class WorldVersions:
     def publish(self, world_id: str, state: WorldState, *, author: str, message: str,
                 derived: dict[str, tuple[bytes, str, str]] | None = None, made_by: dict[str, Any] | None = None,
                 base_version: int | None = None, new_world: bool = False, flow_run_id: str | None = None,
-                extra: dict[str, Any] | None = None) -> WorldVersion:
+                extra: dict[str, Any] | None = None, reused: dict[str, dict[str, Any]] | None = None) -> WorldVersion:
         """Store the state's objects and a manifest, then publish the version in one catalog transaction.
 
         derived : name -> (bytes, kind, ext) of files made from the state (.glb, previews).
+        reused : name -> object ref (manifest form) of objects already stored for an earlier version of this
+        world (interiors, dynamics an edit left alone): listed in the manifest as they are, not copied.
         base_version : the version this one was made from; VersionConflict when the world's
         latest version is another one by then. new_world : the world must not exist yet.
         Implements ENV-a3.
@@ -179,14 +181,16 @@ class WorldVersions:
         self._check_publish(collection, author, base_version, new_world)  # refuse before storing anything
         objects = {**state.objects(), **(derived or {})}
         refs = {name: self.store.put_bytes(data, kind=kind, ext=ext) for name, (data, kind, ext) in objects.items()}
+        kept = {name: _Ref(**ref) for name, ref in (reused or {}).items() if name not in refs}
         manifest = {"format": MANIFEST_FORMAT, "world_id": world_id, "owner": author, "state": state.describe(),
-                    "objects": {name: _ref_dict(ref) for name, ref in sorted(refs.items())},
+                    "objects": {name: _ref_dict(ref) for name, ref in sorted({**kept, **refs}.items())},
                     "made_by": made_by or {}, **(extra or {})}
         manifest_ref = self.store.put_bytes(json.dumps(manifest, indent=1, sort_keys=True, default=str).encode(),
                                             kind="world/manifest", ext="json")
         try:
-            return self._publish_row(collection, manifest_ref, list(refs.values()), author=author, message=message,
-                                     base_version=base_version, new_world=new_world, flow_run_id=flow_run_id)
+            return self._publish_row(collection, manifest_ref, [*refs.values(), *kept.values()], author=author,
+                                     message=message, base_version=base_version, new_world=new_world,
+                                     flow_run_id=flow_run_id)
         except (VersionConflict, WorldIdTaken):  # lost a race after the check: leave no orphan objects
             self._discard_unreferenced([*refs.values(), manifest_ref])
             raise
@@ -218,12 +222,11 @@ class WorldVersions:
                 [collection]).fetchone()
             _check_lineage(world_id, latest, first_author, author, base_version, new_world)
             number = number if number is not None and latest is None else (latest or 0) + 1
-            for ref in [*refs, manifest_ref]:
-                con.execute("INSERT OR IGNORE INTO assets VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [ref.key, ref.kind, ref.bytes, ref.sha256, ref.content_type, created, None])
-                con.execute("INSERT OR IGNORE INTO asset_owners VALUES (?, ?)", [ref.key, author])
-            for ref in refs:
-                con.execute("INSERT OR IGNORE INTO lineage VALUES (?, ?, NULL, NULL)", [manifest_ref.key, ref.key])
+            every = [*refs, manifest_ref]  # one statement per table: a version has tens of objects
+            _insert_rows(con, "assets", [[r.key, r.kind, r.bytes, r.sha256, r.content_type, created, None]
+                                         for r in every])
+            _insert_rows(con, "asset_owners", [[r.key, author] for r in every])
+            _insert_rows(con, "lineage", [[manifest_ref.key, r.key, None, None] for r in refs])
             con.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [collection, number, latest, manifest_ref.key, message.strip()[:500], author, flow_run_id,
                          created])
@@ -248,9 +251,14 @@ class WorldVersions:
 
     # ---- diff ----
     def diff(self, world_id: str, a: int, b: int) -> dict[str, Any]:
-        """What changed from version a to version b, as data. Implements ENV-a3."""
-        return {"world_id": world_id, "from_version": a, "to_version": b,
-                **diff_states(self.load_state(world_id, a), self.load_state(world_id, b))}
+        """What changed from version a to version b, as data: the state (heights, roads, water, buildings) and
+        its outputs (window interiors, dynamics). Implements ENV-a3."""
+        from gaiverse.world.version_outputs import diff_outputs
+
+        states = diff_states(self.load_state(world_id, a), self.load_state(world_id, b))
+        outputs = diff_outputs(self.store.get_bytes, self.manifest(world_id, a), self.manifest(world_id, b))
+        identical = states["identical"] and not outputs["interiors"]["changed"] and not outputs["dynamics"]["changed"]
+        return {"world_id": world_id, "from_version": a, "to_version": b, **states, **outputs, "identical": identical}
 
     def diff_png(self, world_id: str, a: int, b: int) -> bytes:
         return diff_image(self.load_state(world_id, a), self.load_state(world_id, b))
@@ -311,6 +319,14 @@ class WorldVersions:
                                  [refs[k] for k in needed[1:]], author=author, message=message,
                                  base_version=None, new_world=False, flow_run_id=None,
                                  number=None if exists else int(original["version"]))
+
+
+def _insert_rows(con: Any, table: str, rows: list[list[Any]]) -> None:
+    """INSERT OR IGNORE all rows in one statement."""
+    if rows:
+        marks = "(" + ", ".join("?" * len(rows[0])) + ")"
+        con.execute(f"INSERT OR IGNORE INTO {table} VALUES " + ", ".join([marks] * len(rows)),
+                    [value for row in rows for value in row])
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import typer
 from gaiverse.cli_support import fail
 
 world_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                        help="Worlds: build, versions, diff, edit, rollback, backup, restore")
+                        help="Worlds: build, versions, diff, edit, schedule, rollback, backup, restore")
 
 OUT_FILES = {"glb": "world.glb", "heightmap_png": "heightmap.png", "map_png": "map.png", "scene_json": "scene.json"}
 
@@ -152,22 +152,15 @@ def edit_cmd(
     """Apply one edit (raise, lower, flatten, draw_road, delete_roads, move_building, regenerate) as a new version."""
     from pydantic import ValidationError
 
-    from gaiverse.world.editing import EditError, EditRequest, LayoutModels, apply_edit
+    from gaiverse.world.editing import EditError, EditRequest, LayoutModels
+    from gaiverse.world.version_outputs import publish_edit
     from gaiverse.world.versions import VersionConflict, WorldNotFound
-    from gaiverse.world.world_build import version_files
 
     repo = _repo()
     try:
         request = EditRequest.model_validate({"edit": json.loads(edit), "base_version": base, "message": message})
-        row = repo.version(world_id, request.base_version)
-        state = repo.load_state(world_id, row.version)
         models = LayoutModels.from_checkpoint() if request.edit.op == "regenerate" else None
-        result = apply_edit(state, request.edit, models)
-        made = repo.publish(world_id, result.state, author=repo.owner(world_id),
-                            message=request.message or f"{request.edit.op} (edit of v{row.version})",
-                            derived=version_files(result.state), base_version=row.version,
-                            made_by={"kind": "edit", "base_version": row.version,
-                                     **json.loads(json.dumps(result.summary, default=str))})
+        made, result, _ = publish_edit(repo, world_id, request, models)  # with its interiors and dynamics
     except json.JSONDecodeError as err:
         fail(f"`edit` is not JSON: {err}")
     except ValidationError as err:
@@ -177,6 +170,36 @@ def edit_cmd(
         fail(str(err))
     files = write_version_files(repo, world_id, made.version, out) if out else {}
     _emit({**made.to_dict(), "edit": result.summary, "files": files})
+
+
+@world_app.command("schedule")
+def schedule_cmd(
+    world_id: str = typer.Argument(...),
+    schedule: Optional[str] = typer.Argument(None, help='The schedule as JSON, or @FILE; e.g. \'{"entries": [{"hour": 0, '
+                                                        '"weather": "clear", "traffic": 0.2, "pedestrians": 0.1}, '
+                                                        '{"hour": 18, "weather": "rain", "traffic": 1, "pedestrians": 0.5}]}\''),
+    base: Optional[int] = typer.Option(None, "--base", min=1, help="Version to schedule (default latest)"),
+    message: Optional[str] = typer.Option(None, "--message", "-m"),
+) -> None:
+    """Show a version's weather / time-of-day schedule, or with SCHEDULE publish a version that follows it."""
+    from gaiverse.world.version_outputs import OutputsError, publish_schedule, version_schedule
+    from gaiverse.world.versions import VersionConflict, WorldNotFound
+
+    repo = _repo()
+    try:
+        if schedule is None:
+            found = version_schedule(repo.store.get_bytes, repo.manifest(world_id, base)["objects"])
+            if found is None:
+                fail(f"this version of {world_id!r} has no dynamics, so no schedule")
+            _emit(found)
+            return
+        text = Path(schedule[1:]).read_text() if schedule.startswith("@") else schedule
+        made = publish_schedule(repo, world_id, json.loads(text), base, message)
+    except json.JSONDecodeError as err:
+        fail(f"`schedule` is not JSON: {err}")
+    except (WorldNotFound, VersionConflict, OutputsError, ValueError, OSError) as err:
+        fail(str(err))
+    _emit(made.to_dict())
 
 
 @world_app.command("rollback")

@@ -95,7 +95,10 @@ def test_edits_diff_rollback_and_backup(world, alice, snapshot, detail, artifact
     assert backup.status_code == 200 and backup.headers["content-type"] == "application/gzip"
     assert f"{world}-v2.tar.gz" in backup.headers["content-disposition"]
     files = read_backup(backup.content)
-    assert "backup.json" in files and sum(name.startswith("objects/") for name in files) == 7
+    # state (4) + maps (2) + window interiors (map + room colour/depth PNGs) + the manifest
+    objects = alice.get(f"/worlds/{world}/versions/2").json()["objects"]
+    assert "interiors_json" in objects and any(name.startswith("interiors/") for name in objects)
+    assert "backup.json" in files and sum(name.startswith("objects/") for name in files) == len(objects) + 1
 
 
 def test_glb_of_an_edited_version_is_assembled_once(world, alice):
@@ -106,6 +109,17 @@ def test_glb_of_an_edited_version_is_assembled_once(world, alice):
     assert first.content[:4] == b"glTF" and validate_glb(first.content).errors == []
     again = alice.get(f"/worlds/{world}/versions/2/glb", timeout=60)
     assert again.content == first.content
+
+
+def test_schedule_is_validated_and_needs_dynamics(world, alice, bob, detail):
+    bad = alice.put(f"/worlds/{world}/schedule", json={"schedule": {"entries": [
+        {"hour": 30, "weather": "rain", "traffic": 1, "pedestrians": 1}]}})
+    assert bad.status_code == 422 and "hour" in bad.text
+    good = {"schedule": {"entries": [{"hour": 0, "weather": "fog", "traffic": 0.5, "pedestrians": 0.5}]}}
+    missing = alice.put(f"/worlds/{world}/schedule", json=good)  # the seeded world was never simulated
+    assert missing.status_code == 422 and "no dynamics" in detail(missing)
+    assert alice.get(f"/worlds/{world}/versions/1/schedule").status_code == 404
+    assert bob.put(f"/worlds/{world}/schedule", json=good).status_code == 404
 
 
 @pytest.fixture(scope="module")

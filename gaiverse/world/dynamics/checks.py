@@ -19,11 +19,15 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from gaiverse.world.dynamics.pedestrians import PERSON_RADIUS_M
-from gaiverse.world.dynamics.routes import LANE_OFFSET_M, SPEED_LIMIT_MPS, cut
+from gaiverse.world.dynamics.lanes import LANE_OFFSET_M, SPEED_LIMIT_MPS
+from gaiverse.world.dynamics.polylines import cut
 from gaiverse.world.dynamics.simulate import Dynamics
 from gaiverse.world.road_graph import ROAD_WIDTH_M, SIDEWALK_M
 
 
+PEDESTRIAN_OFF_WALKWAY_SHARE = 0.05
+"""Share of pedestrian samples allowed off the walkways (sidewalk offsets at the raster roads' tightest kinks);
+every other check allows no violation."""
 CHORD_SLACK_M = 0.5
 """Extra tolerance for vehicle centres (between the axles, on the chord of the route) over route points."""
 
@@ -146,8 +150,11 @@ def _speeding(dyn: Dynamics, lines: _Centrelines, tol: float) -> tuple[np.ndarra
     return speed, speed > limit * 1.05 + 0.2
 
 
-def check_dynamics(dyn: Dynamics, tol_m: float = 0.6) -> DynamicsCheck:
-    """Run every check on sampled trajectories; counts of violations, worst values, first messages. Implements ENV-d2."""
+def check_dynamics(dyn: Dynamics, tol_m: float = 0.6, contacts: bool = True) -> DynamicsCheck:
+    """Run every check on sampled trajectories; counts of violations, worst values, first messages. Implements ENV-d2.
+
+    contacts : also measure how close people come to each other and to vehicles (reported, never failed;
+    the slowest part, so interactive edits leave it out)."""
     lines = _Centrelines(dyn)
     v, p = dyn.vehicles, dyn.pedestrians
     counts, metrics, failures = {}, {}, []
@@ -173,7 +180,8 @@ def check_dynamics(dyn: Dynamics, tol_m: float = 0.6) -> DynamicsCheck:
         counts["pedestrian_samples_off_walkways"] = int((~ok).sum())
         for t, a in list(zip(*np.nonzero(~ok)))[:10]:
             failures.append(f"{p.ids[a]} off the walkways at t={dyn.times[t]:.1f} s, {p.xyz[t, a, :2].round(1).tolist()}")
-        metrics.update(pedestrian_contacts(dyn))
+        if contacts:
+            metrics.update(pedestrian_contacts(dyn))
     return DynamicsCheck(counts, metrics, failures[:20])
 
 
@@ -198,3 +206,16 @@ def pedestrian_contacts(dyn: Dynamics) -> dict[str, float]:
     return {"pedestrian_pairs_closer_than_bodies": close, "pedestrian_in_vehicle_samples": in_vehicle,
             "pedestrian_nearest_median_m": round(float(np.median(near)), 3) if len(near) else 0.0,
             "pedestrian_close_share": round(float((near < 2 * PERSON_RADIUS_M).mean()), 4) if len(near) else 0.0}
+
+
+def check_frame(dyn: Dynamics, check: DynamicsCheck, gltf_errors: int | None = None) -> pd.DataFrame:
+    """One row per check: violations, what is allowed, ok (what the world flow's validation suite and the
+    edits of a world hold dynamics to)."""
+    frame = check.frame()
+    if gltf_errors is not None:
+        frame.loc[len(frame)] = {"check": "gltf_errors", "violations": gltf_errors}
+    samples = dyn.pedestrians.xyz[..., 0].size
+    frame["allowed"] = [int(PEDESTRIAN_OFF_WALKWAY_SHARE * samples) if c == "pedestrian_samples_off_walkways" else 0
+                        for c in frame["check"]]
+    frame["ok"] = frame["violations"] <= frame["allowed"]
+    return frame

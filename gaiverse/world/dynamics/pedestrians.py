@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from gaiverse.world.dynamics.routes import Route, RouteSet, Segment, StreetNetwork
+from gaiverse.world.dynamics.segments import Route, RouteSet, Segment
+from gaiverse.world.dynamics.streets import StreetNetwork
 from gaiverse.world.dynamics.traffic import BoxReservations
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from gaiverse.world.dynamics.pedestrians import PERSON_RADIUS_M, Crowd, PedestrianConfig, place_pedestrians
-from gaiverse.world.dynamics.routes import StreetConfig, StreetNetwork, build_streets
+from gaiverse.world.dynamics.lanes import StreetConfig
+from gaiverse.world.dynamics.streets import StreetNetwork, build_streets
 from gaiverse.world.dynamics.schedule import DynamicsSchedule, default_schedule
 from gaiverse.world.dynamics.traffic import BoxReservations, Traffic, TrafficConfig, place_vehicles
 from gaiverse.world.dynamics.weather import presets_json
@@ -26,6 +27,8 @@ from gaiverse.world.road_graph import RoadNetwork
 
 log = logging.getLogger(__name__)
 
+PEDESTRIAN_LIFT_M = 0.15
+"""People's feet above the road surface samples (sidewalks stand above the carriageway)."""
 HeightAt = Callable[[np.ndarray], np.ndarray]
 """(n, 2) metres -> (n,) surface heights, metres."""
 
@@ -118,13 +121,15 @@ def road_surface(network: RoadNetwork, graded=None, ground=None, lift_m: float =
 
 
 def simulate_dynamics(network: RoadNetwork, height_at: HeightAt | None = None, config: DynamicsConfig | None = None,
-                      schedule: DynamicsSchedule | None = None) -> Dynamics:
-    """Simulate traffic and pedestrians on a road network and sample their trajectories. Implements ENV-d2."""
+                      schedule: DynamicsSchedule | None = None, streets: StreetNetwork | None = None) -> Dynamics:
+    """Simulate traffic and pedestrians on a road network and sample their trajectories. Implements ENV-d2.
+
+    streets : the network's streets when already cut (e.g. part of a world, `build_streets(..., within=)`)."""
     cfg = config or DynamicsConfig()
     height_at = height_at or road_surface(network)
     started = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
-    streets = build_streets(network, cfg.streets)
+    streets = streets or build_streets(network, cfg.streets)
     horizon = cfg.warmup_s + cfg.duration_s
     boxes = BoxReservations(streets.compatible)
     traffic = Traffic(streets, place_vehicles(streets, cfg.traffic, horizon, rng), boxes, cfg.traffic)
@@ -150,7 +155,7 @@ def simulate_dynamics(network: RoadNetwork, height_at: HeightAt | None = None, c
     walkers = crowd.walkers
     pedestrians = _tracks(walkers.ids, ["person"] * len(walkers.ids),
                           np.full((len(walkers.ids), 2), 2 * PERSON_RADIUS_M), walkers.colours, p_xy, p_yaw,
-                          height_at, 0.15)
+                          height_at, PEDESTRIAN_LIFT_M)
     moved = np.linalg.norm(np.diff(vehicles.xyz[..., :2], axis=0), axis=2) * cfg.sample_hz if len(vehicles) else np.zeros((0, 0))
     stats = {"simulation_s": round(sim_s, 3), "steps": warm_steps + steps, "samples": len(times),
              "lane_km": round(streets.lane_length_m() / 1000, 3), "lanes": len(streets.lanes),

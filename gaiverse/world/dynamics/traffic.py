@@ -20,7 +20,8 @@ from typing import Callable
 import networkx as nx
 import numpy as np
 
-from gaiverse.world.dynamics.routes import Route, Segment, StreetNetwork
+from gaiverse.world.dynamics.segments import Route, Segment
+from gaiverse.world.dynamics.streets import StreetNetwork
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
 from pydantic import Field
 
+from gaiverse.interiors.capture import CAPTURE_ID_PATTERN, CaptureError, room_owner
 from gaiverse.world.dynamics.schedule import DynamicsSchedule
 from gaiverse.world.suggestions import parse_suggestion
 from gaiverse.world.world_build import checkpoint_id
@@ -86,9 +87,9 @@ def _world_id(prompt: str, seed: int) -> str:
 
 
 def _build(steps: Steps, controls, prompt: str, seed: int, ddim_steps: int | None, checkpoint: str | None,
-           schedule: dict[str, Any] | None = None):
+           schedule: dict[str, Any] | None = None, room: tuple[str, str] | None = None):
     """layout -> roads -> buildings -> assemble -> interiors -> dynamics -> validate; returns (state, scene,
-    checkpoints, checks, files of the dynamics step)."""
+    checkpoints, checks, files of the dynamics step). room: (capture id, owner) whose room fills the windows."""
     checkpoints = checkpoint_id(checkpoint)
     layout = steps.run("layout", lambda: generate_layout(controls, seed, ddim_steps, checkpoint),
                        lambda r: f"{r.heights.shape[1]}x{r.heights.shape[0]} cells at {r.cell_m} m")
@@ -98,8 +99,10 @@ def _build(steps: Steps, controls, prompt: str, seed: int, ddim_steps: int | Non
     state = WorldState.from_layout(layout, prompt, buildings)
     scene = steps.run("assemble", lambda: assemble(state, {"layout": checkpoints["sha256"]}),
                       lambda r: f"{r.triangles} triangles, {len(r.vegetation)} plants")
-    interiors = steps.run("interiors", lambda: furnish_interiors(scene),
-                          lambda r: r.get("skipped") or f"{r['windows']} windows, {r['room_views_used']} NeRF room views")
+    room_id, room_user = room or (None, None)
+    interiors = steps.run("interiors", lambda: furnish_interiors(scene, room_capture_id=room_id, owner=room_user),
+                          lambda r: r.get("skipped") or f"{r['windows']} windows, {r['room_views_used']} NeRF room "
+                          f"views{f' of room {room_id}' if room_id else ''}")
     dynamics = steps.run("dynamics", lambda: simulate_dynamics(scene, seed, schedule),
                          lambda r: f"{r['vehicles']} vehicles, {r['pedestrians']} people")
     checks = steps.run("validate", lambda: validate_world(scene),
@@ -119,6 +122,7 @@ def build_world(
     owner: Annotated[str | None, Field(max_length=100)] = None,
     checkpoint: Annotated[str | None, Field(max_length=500)] = None,
     schedule: dict[str, Any] | None = None,
+    room_capture_id: Annotated[str | None, Field(pattern=CAPTURE_ID_PATTERN)] = None,
 ) -> dict[str, Any]:
     """Build a world and publish it as a new world (version 1) or the next version of `world_id`.
 
@@ -126,18 +130,28 @@ def build_world(
     ddim_steps : DDIM steps per layout tile (default: the generator's). owner : who the world is
     for when the run is not started through the API (default: the admin). schedule : the world's weather /
     time-of-day schedule (`gaiverse.world.dynamics.schedule.DynamicsSchedule` JSON; default from the seed).
+    room_capture_id : the owner's room capture (`POST /interiors/captures`) whose finished NeRF room every window
+    shows instead of the shipped rooms; refused unless it is the owner's and its room is published. The world
+    then holds renderings of their room and, like every world, is theirs (docs/PRIVACY.md).
     """
     if schedule is not None:  # refuse a malformed schedule before building anything
         DynamicsSchedule.from_json(schedule)
+    who = run_owner(owner)
+    if room_capture_id is not None:  # refuse another user's or an unfinished room before building anything
+        try:
+            room_owner(get_catalog(), room_capture_id, who)
+        except CaptureError as err:
+            raise ValueError(f"`room_capture_id`: {err}") from None
     steps = Steps()
     controls = steps.run("parse", lambda: parse_suggestions(prompt, size_m),
                          lambda r: f"{r.size_m[0]:.0f} m x {r.size_m[1]:.0f} m, relief {r.relief_m:.0f} m")
-    who = run_owner(owner)
-    state, scene, checkpoints, checks, files = _build(steps, controls, prompt, seed, ddim_steps, checkpoint, schedule)
+    state, scene, checkpoints, checks, files = _build(steps, controls, prompt, seed, ddim_steps, checkpoint, schedule,
+                                                      (room_capture_id, who) if room_capture_id else None)
     target = world_id or _world_id(prompt, seed)
     published = steps.run("publish", lambda: publish_world(
         target, state, scene, owner=who, message=f"built from {prompt!r} (seed {seed})",
-        made_by={"kind": "build", "prompt": prompt, "seed": seed, "ddim_steps": ddim_steps},
+        made_by={"kind": "build", "prompt": prompt, "seed": seed, "ddim_steps": ddim_steps,
+                 **({"room_capture_id": room_capture_id} if room_capture_id else {})},
         checkpoints=checkpoints, new_world=world_id is None, extra_files=files),
         lambda r: f"{r['world_id']} v{r['version']}")
     knowledge = steps.knowledge(published["world_id"], published["version"])
@@ -145,6 +159,18 @@ def build_world(
     flow_run_id, _ = current_run_ids()
     return {**published, "flow_run_id": flow_run_id, "owner": who, "checks": checks, "steps": steps.rows,
             "knowledge": knowledge}
+
+
+def _kept_room(capture_id: str | None, owner: str) -> tuple[str, str] | None:
+    """The owner's room a rebuilt version keeps in its windows; None (shipped rooms) once the capture is deleted."""
+    if not capture_id:
+        return None
+    try:
+        room_owner(get_catalog(), capture_id, owner)
+    except CaptureError as err:
+        get_run_logger().warning("rebuild without the owner's room: %s", err)
+        return None
+    return capture_id, owner
 
 
 @flow(name="rebuild-world", description="Rebuild a named world from its stored suggestion with the newest checkpoint.",
@@ -158,7 +184,8 @@ def rebuild_world(
     """Publish a new version of `world_id` regenerated from its prompt, size and seed.
 
     if_missing : "skip" lets a schedule name a world that does not exist yet (the run then
-    completes without publishing); "fail" fails the run.
+    completes without publishing); "fail" fails the run. A version built with the owner's room keeps it in its
+    windows while the room capture exists (the shipped rooms after it is deleted).
     """
     steps = Steps()
     from gaiverse.world.version_outputs import version_schedule
@@ -174,14 +201,16 @@ def rebuild_world(
     old: WorldState = current["state"]
     controls = parse_suggestion(old.prompt)
     controls.size_m = tuple(float(s) for s in old.size_m)
-    schedule = version_schedule(get_store().get_bytes, WorldVersions(get_store(), get_catalog()).manifest(
-        world_id, current["version"])["objects"])  # the world keeps its weather schedule
+    manifest = WorldVersions(get_store(), get_catalog()).manifest(world_id, current["version"])
+    schedule = version_schedule(get_store().get_bytes, manifest["objects"])  # the world keeps its weather schedule
+    room = _kept_room((manifest.get("made_by") or {}).get("room_capture_id"), current["owner"])
     state, scene, checkpoints, checks, files = _build(steps, controls, old.prompt, old.seed, ddim_steps, checkpoint,
-                                                      schedule)
+                                                      schedule, room)
     published = steps.run("publish", lambda: publish_world(
         world_id, state, scene, owner=current["owner"],
         message=f"rebuild of v{current['version']} with checkpoint {checkpoints['sha256']}",
-        made_by={"kind": "rebuild", "from_version": current["version"], "seed": old.seed},
+        made_by={"kind": "rebuild", "from_version": current["version"], "seed": old.seed,
+                 **({"room_capture_id": room[0]} if room else {})},
         checkpoints=checkpoints, new_world=False, extra_files=files), lambda r: f"v{r['version']}")
     knowledge = steps.knowledge(world_id, published["version"])
     steps.report("world-rebuild-steps", f"World {world_id} rebuilt as v{published['version']}")

@@ -24,15 +24,18 @@ from tasks.common import gaiverse_task, get_catalog, get_settings, get_store
 # --------------------------------------------------------------------------------------------- world
 
 @gaiverse_task(cache="none", retries=1)
-def furnish_interiors(scene, library_dir: str | None = None) -> dict[str, Any]:
+def furnish_interiors(scene, library_dir: str | None = None, room_capture_id: str | None = None,
+                      owner: str | None = None) -> dict[str, Any]:
     """Windows of the assembled scene get NeRF rooms; {"skipped": reason} when no room library is installed.
+    With `room_capture_id` every building shows `owner`'s captured room (its viewpoints and colour variations,
+    not mixed with the shipped library: a user who picks their room expects to see it in every window).
     Returns the stats and `files` for the version: `interiors_json` (building -> room, windows)."""
     from gaiverse.interiors.windows import check_windows, furnish_scene, load_library
     from gaiverse.world.version_outputs import interiors_of_parts
 
     logger = get_run_logger()
     try:
-        library = load_library(library_dir)
+        library = _user_room(room_capture_id, owner) if room_capture_id else load_library(library_dir)
     except FileNotFoundError as err:
         logger.warning("interiors skipped: %s", err)
         return {"skipped": str(err)}
@@ -45,8 +48,23 @@ def furnish_interiors(scene, library_dir: str | None = None) -> dict[str, Any]:
     logger.info("interiors: %d windows, %d room views, %d asset bytes", stats["windows"], stats["room_views_used"],
                 stats["asset_bytes"])
     mapping = interiors_of_parts(scene.buildings)  # what edits of the version start from (version_outputs)
-    return {**stats, "window_nodes": check["window_nodes"],
+    return {**stats, "window_nodes": check["window_nodes"], "room_capture_id": room_capture_id,
             "files": {"interiors_json": (json.dumps(mapping, sort_keys=True).encode(), "world/interiors", "json")}}
+
+
+def _user_room(capture_id: str, owner: str | None):
+    """`owner`'s room as an interior library: the atlas opened with their key into a temporary folder, read, and
+    the folder removed (the images stay in memory only). CaptureError if it is not their finished room."""
+    import tempfile
+
+    from gaiverse.interiors.windows import load_library
+
+    if not owner:
+        raise capture.CaptureError(f"room capture {capture_id!r}: the world's owner is needed to open it")
+    capture.room_owner(get_catalog(), capture_id, owner)
+    with tempfile.TemporaryDirectory(prefix="gaiverse-room-atlas-") as tmp:
+        atlas_json = capture.write_room_atlas(get_store(), get_catalog(), capture_id, _owner_key(owner), Path(tmp))
+        return load_library(atlas_json.parent)
 
 
 # ------------------------------------------------------------------------------------- room capture

@@ -6,7 +6,8 @@ the assets a user owns (their uploads), the runs they triggered, and one row per
 object (without an owner: only the personalization data knows whose it is). Avatar captures and the
 avatars made from them are catalog versions ``avatar-capture/<id>`` and ``avatar/<id>`` authored by the
 account (objects sealed with the user's key, manifests naming the account): erasure deletes those
-versions and their objects' rows in the same transaction as the account, and the objects after it
+versions and their objects' rows in the same transaction as the account (room captures ``room-capture/<id>``
+and rooms ``room/<id>`` alike; the export opens them with the user's key: ``export_rooms``), and the objects after it
 commits (a failed commit leaves every row pointing at an object that still exists). Erasure removes
 the account last, so a failed erasure can be repeated with the same key, then rewrites the catalog
 file (same lock protocol as ``storage/catalog.py``) so no bytes of the deleted rows remain.
@@ -66,6 +67,41 @@ def catalog_export(catalog: Catalog, user: User) -> dict[str, Any]:
                     "key_prefix": user.key_prefix, "created_at": user.created_at},
         "assets": assets, "runs": runs,
     }
+
+
+def export_rooms(catalog: Catalog, store: ObjectStore, service: PersonalizationService, user_id: str) -> list[dict]:
+    """The user's room captures, as avatar captures are exported: the manifest, the photos or video opened with
+    their key, and the room made from them (its report and atlas files opened, base64; the NeRF checkpoint stays
+    out, as in the atlas download). A capture whose room is not built yet has `room: null`."""
+    import base64
+    import json
+
+    from gaiverse.interiors.capture import (
+        CAPTURE_COLLECTION, ROOM_COLLECTION, SEAL_CONTEXT, CaptureError, OwnerKey, room_files,
+    )
+
+    rows = catalog.query("SELECT collection, manifest_key, message, created_at FROM versions WHERE "
+                         "starts_with(collection, ?) AND author = ? ORDER BY created_at",
+                         [CAPTURE_COLLECTION + "/", user_id])
+    key = OwnerKey(service.vault, service.subject(user_id))
+    out = []
+    for row in rows:
+        capture_id = row["collection"].split("/", 1)[1]
+        manifest = json.loads(store.get_bytes(row["manifest_key"]))
+        media = [{**item, "data_base64": base64.b64encode(
+            key.open(store.get_bytes(item["key"]), SEAL_CONTEXT)).decode()} for item in manifest["media"]]
+        room = None
+        rooms = catalog.versions(f"{ROOM_COLLECTION}/{capture_id}")
+        try:
+            files = room_files(store, catalog, capture_id, key)
+            report = json.loads(store.get_bytes(rooms[-1].manifest_key))
+            room = {"version": rooms[-1].version, "manifest": report,
+                    "files_base64": {n: base64.b64encode(b).decode() for n, b in sorted(files.items())}}
+        except CaptureError:  # not built (yet)
+            pass
+        out.append({"capture_id": capture_id, "created_at": row["created_at"], "message": row["message"],
+                    "manifest": manifest, "media": media, "room": room})
+    return out
 
 
 def erase_catalog(catalog: Catalog, store: ObjectStore, user: User, media_keys: list[str]) -> dict[str, int]:

@@ -26,7 +26,7 @@ from gaiverse.api.deps import CurrentUser, ServicesDep
 from gaiverse.api.errors import AUTH_ERRORS, error_responses
 from gaiverse.api.knowledge import erase_knowledge, export_knowledge
 from gaiverse.api.npc_live import forget_npc_memory
-from gaiverse.api.personal_data import catalog_export, erase_catalog, record_media
+from gaiverse.api.personal_data import catalog_export, erase_catalog, export_rooms, record_media
 from gaiverse.api.personalization_schemas import (
     SESSION_PATTERN, TASK_ID_PATTERN, ConsentOut, ErasureOut, InteractionOut, ModalityName, ProfileOut,
     PurposeName, QuestOut, RecommendationOut, SearchHitOut, TaskEventName, TaskEventOut, TaskOut,
@@ -259,9 +259,11 @@ def post_task_event(task_id: TaskIdPath, event: TaskEventName, service: Personal
 @router.get("/export", response_model=dict[str, Any])
 def get_export(services: ServicesDep, service: Personalization, user: CurrentUser) -> dict[str, Any]:
     """Everything held about you, machine-readable: account, consents, interactions (with media as base64),
-    sessions, profile, tasks made for you, your assets and runs, your additions to the NPC knowledge base."""
+    sessions, profile, tasks made for you, your assets and runs, your additions to the NPC knowledge base,
+    your avatar and room captures (opened with your key)."""
     return {**service.export(user.user_id), "catalog": catalog_export(services.catalog, user),
-            "knowledge": export_knowledge(services, user), "avatars": export_avatars(services, user)}
+            "knowledge": export_knowledge(services, user), "avatars": export_avatars(services, user),
+            "rooms": export_rooms(services.catalog, services.store, service, user.user_id)}
 
 
 @router.delete("/data", response_model=ErasureOut, responses=error_responses(404))

@@ -27,6 +27,7 @@ from gaiverse.api.keys import User
 from gaiverse.api.knowledge import refresh_world_knowledge
 from gaiverse.api.runs import _run_out, start_run
 from gaiverse.api.schemas import RunOut
+from gaiverse.interiors.capture import CAPTURE_ID_PATTERN, CaptureError, room_owner
 from gaiverse.world.dynamics.schedule import DynamicsSchedule
 from gaiverse.world.editing import EditError, EditRequest, LayoutModels
 from gaiverse.world.version_outputs import OutputsError, publish_edit, publish_schedule, version_schedule
@@ -55,6 +56,9 @@ class WorldCreate(BaseModel):
     ddim_steps: int | None = Field(default=None, ge=2, le=100)
     schedule: dict[str, Any] | None = Field(default=None, description="weather / time-of-day schedule "
                                             "(DynamicsSchedule JSON); default drawn from the seed")
+    room_capture_id: str | None = Field(default=None, pattern=CAPTURE_ID_PATTERN, description=(
+        "one of your room captures (POST /interiors/captures) with a finished room: every window shows your room; "
+        "the world then contains renderings of your room (it is yours, like every world you build)"))
 
     @field_validator("schedule")
     @classmethod
@@ -147,6 +151,11 @@ async def post_world(body: WorldCreate, services: ServicesDep, user: CurrentUser
         owner = await run_in_threadpool(versions_of(services).owner, body.world_id)
         if owner is not None and owner != user.user_id:
             raise HTTPException(409, f"world id {body.world_id!r} is taken: choose another")
+    if body.room_capture_id:  # the flow checks again; refusing here spares a run that would fail
+        try:
+            await run_in_threadpool(room_owner, services.catalog, body.room_capture_id, user.user_id)
+        except CaptureError as err:
+            raise HTTPException(422, f"`room_capture_id`: {err}") from None
     parameters = {k: v for k, v in body.model_dump().items() if v is not None}
     parameters["owner"] = user.user_id
     row, flow_run = await start_run(services, user, BUILD_DEPLOYMENT, parameters, tags=("world",),

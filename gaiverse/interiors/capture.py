@@ -566,6 +566,22 @@ def write_room_atlas(store, catalog, capture_id: str, key: OwnerKey, directory: 
     return target / "atlas.json"
 
 
+CAPTURE_ID_PATTERN = r"^room-[0-9a-f]{12}$"
+"""What store_capture's ids look like (API paths, the build-world `room_capture_id` parameter)."""
+
+
+def room_owner(catalog, capture_id: str, owner: str | None = None) -> str:
+    """Who captured `capture_id`, once its room is published; CaptureError naming what is missing. With `owner`,
+    another user's capture is refused like a missing one (its existence is not told). Worlds that show the room in
+    their windows are built for its owner only (flows/world.py `room_capture_id`)."""
+    captures = catalog.versions(f"{CAPTURE_COLLECTION}/{capture_id}")
+    if not captures or (owner is not None and captures[0].author != owner):
+        raise CaptureError(f"no room capture {capture_id!r}" + (f" of user {owner!r}" if owner is not None else ""))
+    if not catalog.versions(f"{ROOM_COLLECTION}/{capture_id}"):
+        raise CaptureError(f"room capture {capture_id!r} has no finished room yet (its run has not published one)")
+    return captures[0].author
+
+
 def delete_capture(store, catalog, capture_id: str) -> dict[str, int]:
     """Remove a capture and the room made from it: every version row of `room-capture/<id>` and `room/<id>`,
     the lineage, owner and asset rows of their objects, then the objects (after the commit, so no row points

@@ -1,8 +1,8 @@
 // Room capture page: upload photos or a short video of your room (POST /interiors/captures, with upload
 // progress), follow the room-capture flow step by step (frames -> COLMAP poses -> NeRF training with its PSNR ->
 // room atlas) by polling GET /interiors/captures/{id}, then show the rendered colour + depth views, the atlas
-// sheets and the room behind a window (the interior-mapping shader worlds use), with the atlas download and
-// deletion. Files are checked here first (count, type) so a wrong choice is named before anything is sent;
+// sheets and the room behind a window (the interior-mapping shader worlds use), with a link that builds a world
+// whose windows show the room (world.html?room=<id>), the atlas download and deletion. Files are checked here first (count, type) so a wrong choice is named before anything is sent;
 // the server checks again and its reason is shown as it is. The room's files are sealed with the user's key
 // on the server and fetched with the API key (opened for their owner only).
 // State for tests: #result-card[data-state] ('loading' | 'ready'), #window-view[data-state] ('ready' | 'error').
@@ -199,6 +199,7 @@ async function showRoom(captureId, room) {
   $('atlas-depth').src = await fileUrl(room.files['atlas_depth.png']);
   $('atlas-zip').href = await fileUrl(room.atlas_zip);
   $('atlas-zip').download = `${captureId}-atlas.zip`;
+  $('build-with-room').href = `/web/world.html?room=${encodeURIComponent(captureId)}`; // world.js preselects it
   await showWindow(room.views[0]);
   card.dataset.state = 'ready';
 }

@@ -78,7 +78,7 @@ async function showDynamics(version, root) {
   const key = version.objects.dynamics_glb;
   const canvas = $('world-view');
   if (!key) {
-    $('engine-status').textContent = 'no traffic for this version (built worlds have it; edits do not)';
+    $('engine-status').textContent = 'no traffic stored for this version (builds make it; edits keep or re-route it)';
     canvas.dataset.dynamics = 'weather-only';
     return;
   }
@@ -229,12 +229,27 @@ async function rollback() {
   }
 }
 
+// ?room=<capture id> (the room page's "Build a world with this room"): the build's windows show that room.
+function roomToBuildWith() {
+  return new URLSearchParams(window.location.search).get('room');
+}
+
+function showRoomChoice() {
+  const room = roomToBuildWith();
+  if (room) {
+    $('build-status').textContent = `Windows will show your room ${room}: the world will contain renderings of `
+      + 'your room and is yours (other users cannot open it; administrators can).';
+  }
+}
+
 async function build(event) {
   event.preventDefault();
   const status = $('build-status');
   try {
+    const room = roomToBuildWith();
     const run = await api('/worlds', { method: 'POST', json: {
-      prompt: $('build-prompt').value, size_m: Number($('build-size').value), seed: Number($('build-seed').value) } });
+      prompt: $('build-prompt').value, size_m: Number($('build-size').value), seed: Number($('build-seed').value),
+      ...(room ? { room_capture_id: room } : {}) } });
     status.textContent = `building (run ${run.id.slice(0, 8)}, ${run.state})…`;
     for (;;) {
       await new Promise((resolve) => setTimeout(resolve, 3000));
@@ -332,6 +347,7 @@ async function main() {
   wireEditFields();
   $('world-select').addEventListener('change', (e) => loadVersions(e.target.value));
   $('build-form').addEventListener('submit', build);
+  showRoomChoice();
   $('edit-form').addEventListener('submit', applyEdit);
   $('diff-form').addEventListener('submit', showDiff);
   $('rollback').addEventListener('click', rollback);

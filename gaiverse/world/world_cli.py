@@ -62,6 +62,18 @@ def write_version_files(repo, world_id: str, version: int | None, out: Path) -> 
     return written
 
 
+def _room_owner(capture_id: str) -> str:
+    """The owner of a finished room capture (the operator builds the world for them); exits 2 naming --room."""
+    from gaiverse.interiors.capture import CAPTURE_ID_PATTERN, CaptureError, room_owner
+
+    if not re.fullmatch(CAPTURE_ID_PATTERN, capture_id):
+        fail(f"`--room` must be a room capture id like room-0123456789ab, got {capture_id!r}")
+    try:
+        return room_owner(_repo().catalog, capture_id)
+    except CaptureError as err:
+        fail(f"`--room`: {err}")
+
+
 @world_app.command("build")
 def build_cmd(
     prompt: str = typer.Argument(..., help='The world, e.g. "a hilly coastal town with a river"'),
@@ -70,6 +82,9 @@ def build_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the version's files here"),
     world_id: Optional[str] = typer.Option(None, "--world-id", help="Publish as the next version of this world"),
     steps: Optional[int] = typer.Option(None, "--steps", min=2, max=100, help="DDIM steps per layout tile"),
+    room: Optional[str] = typer.Option(None, "--room", metavar="CAPTURE_ID", help=(
+        "A finished room capture (room-<12 hex>) whose room every window shows; the world is built for the "
+        "capture's owner, since it contains renderings of their room")),
     keep_running: bool = typer.Option(False, help="leave a stack this command started running"),
 ) -> None:
     """Build a world through the build-world deployment, publish it as a version, write its files to --out."""
@@ -90,6 +105,8 @@ def build_cmd(
         parameters["world_id"] = world_id
     if steps:
         parameters["ddim_steps"] = steps
+    if room is not None:
+        parameters.update(room_capture_id=room, owner=_room_owner(room))
     settings = _settings()
     started = _start(settings)
     try:

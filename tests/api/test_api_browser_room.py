@@ -168,6 +168,23 @@ def test_upload_room_photos_follow_the_flow_and_see_the_room(api_server, admin, 
         keys = [m["key"] for m in capture["media"]] + list(room_objects.values())
         assert all(store.get_bytes(key)[:4] == b"GVE1" for key in room_objects.values())
 
+        # "Build a world with this room": the world page preselects the room, says the world will hold renderings
+        # of it, and its build request carries the room (accepted: not a 422 naming room_capture_id)
+        assert page.get_attribute("#build-with-room", "href") == f"/web/world.html?room={capture_id}"
+        world_page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        world_page.on("pageerror", lambda err: problems.append(f"world page error: {err}"))
+        sign_in(world_page, api_server, newcomer["key"], "/web/room.html")
+        world_page.goto(api_server + page.get_attribute("#build-with-room", "href"))
+        world_page.wait_for_selector(f"#build-status:has-text('Windows will show your room {capture_id}')")
+        assert "renderings of your room" in world_page.text_content("#build-status")
+        world_page.fill("#build-prompt", "a small town")
+        world_page.select_option("#build-size", "256")
+        world_page.click("#build-form button")
+        world_page.wait_for_selector("#build-status:has-text('build refused'), #build-status:has-text('building')")
+        assert "room_capture_id" not in world_page.text_content("#build-status")
+        world_page.screenshot(path=str(artifacts_dir / "room-6-build-with-room.png"), full_page=True)
+        world_page.close()
+
         # photos of three unrelated places: COLMAP cannot pose them, and the page says so
         _upload(page, photos["unrelated"])
         page.wait_for_selector("#upload-status.ok:has-text('accepted: 3 photos')")

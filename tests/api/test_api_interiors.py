@@ -76,3 +76,30 @@ def test_a_good_capture_without_the_deployment_leaves_nothing(roomer, catalog):
         return
     assert started.status_code == 404 and "room-capture" in started.json()["detail"], started.text
     assert catalog.query(count)[0]["n"] == before
+
+
+def test_a_world_build_with_a_room_that_is_not_my_finished_room_is_refused(roomer, store, catalog, settings):
+    """POST /worlds `room_capture_id`: malformed, another user's and an unfinished capture are 422 naming the field,
+    before any run starts; another user's capture is refused like a missing one."""
+    from gaiverse.avatar.capture import open_vault
+    from gaiverse.interiors.capture import OwnerKey, check_upload, delete_capture, store_capture
+
+    keyring, vault = open_vault(settings)
+    files = [(p.name, _small_jpeg(p)) for p in PHOTOS[:3]]
+    me = roomer.get("/me").json()["user_id"]
+    mine = store_capture(store, catalog, me, files, check_upload(files), OwnerKey(vault, keyring.pseudonym(me)))
+    theirs = store_capture(store, catalog, "someone-else", files, check_upload(files),
+                           OwnerKey(vault, keyring.pseudonym("someone-else")))
+    runs = "SELECT count(*) AS n FROM runs WHERE owner = ?"
+    before = catalog.query(runs, [me])[0]["n"]
+    try:
+        for capture_id, reason in [("room-notanid", "room_capture_id"), (theirs, f"no room capture {theirs!r}"),
+                                   (mine, "no finished room")]:
+            refused = roomer.post("/worlds", json={"prompt": "a small town", "size_m": 256,
+                                                   "room_capture_id": capture_id})
+            assert refused.status_code == 422, refused.text
+            assert "room_capture_id" in refused.json()["detail"] and reason in refused.json()["detail"], refused.text
+        assert catalog.query(runs, [me])[0]["n"] == before
+    finally:
+        for capture_id in (mine, theirs):
+            delete_capture(store, catalog, capture_id)

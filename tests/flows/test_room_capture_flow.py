@@ -56,3 +56,72 @@ def test_photos_become_a_posed_nerf_room(stack, store, catalog, settings, tmp_pa
     assert not any(store.exists(k) for k in keys)
     marks = ",".join("?" * len(keys))
     assert catalog.query(f"SELECT count(*) AS n FROM assets WHERE key IN ({marks})", keys)[0]["n"] == 0
+
+def _published_room(store, catalog, settings, owner: str, tmp_path) -> str:
+    """A capture of `owner` (the real photos, sealed) whose room is published by the flow's own publish task from
+    the shipped NeRF atlas and checkpoint: the state a finished room-capture run leaves, without training again."""
+    import shutil
+
+    from gaiverse.avatar.capture import open_vault
+    from gaiverse.interiors.windows import default_library_dir
+    from gaiverse.world.training import PROJECT_ROOT
+    from tasks.interiors_world import publish_room
+
+    keyring, vault = open_vault(settings)
+    files = [(p.name, p.read_bytes()) for p in PHOTOS]
+    capture_id = store_capture(store, catalog, owner, files, check_upload(files),
+                               OwnerKey(vault, keyring.pseudonym(owner)))
+    shutil.copytree(default_library_dir() / "t265_office", tmp_path / "views")
+    shutil.copy(PROJECT_ROOT / "checkpoints" / "interior" / "nerf.pt", tmp_path / "nerf.pt")
+    publish_room(capture_id, owner, str(tmp_path), {"views": []})
+    return capture_id
+
+
+def test_a_world_built_with_my_room_shows_it_in_every_window(stack, store, catalog, settings, tmp_path):
+    from flows.world import build_world, rebuild_world
+    from gaiverse.world.versions import WorldVersions
+
+    capture_id = _published_room(store, catalog, settings, "room-builder", tmp_path)
+    try:
+        with pytest.raises(ValueError, match="room_capture_id"):  # another user's room is refused before building
+            build_world(prompt="a dense town", size_m=256, seed=3, ddim_steps=4, owner="someone-else",
+                        room_capture_id=capture_id)
+        result = build_world(prompt="a hilly town with a dense centre", size_m=256, seed=3, ddim_steps=4,
+                             owner="room-builder", room_capture_id=capture_id)
+        assert result["owner"] == "room-builder"
+        manifest = WorldVersions(store, catalog).manifest(result["world_id"], result["version"])
+        assert manifest["made_by"]["room_capture_id"] == capture_id
+        assert manifest["scene"]["counts"]["buildings"] > 0
+        rooms = [n for n in manifest["objects"] if n.startswith("interiors/") and n.endswith("_colour.png")]
+        assert rooms and all(n.startswith(f"interiors/{capture_id}_room_") for n in rooms), rooms
+        interiors = json.loads(store.get_bytes(manifest["objects"]["interiors_json"]["key"]))
+        assert interiors["buildings"] and all(b["room"].startswith(f"{capture_id}_room_")
+                                             for b in interiors["buildings"].values())
+        rebuilt = rebuild_world(world_id=result["world_id"], ddim_steps=4)  # the next version keeps the room
+        assert WorldVersions(store, catalog).manifest(result["world_id"], rebuilt["version"])["made_by"][
+            "room_capture_id"] == capture_id
+    finally:
+        delete_capture(store, catalog, capture_id)
+
+
+def test_my_room_capture_and_room_are_in_my_data_export(stack, store, catalog, settings, tmp_path):
+    import base64
+
+    from gaiverse.api.personal_data import export_rooms
+    from gaiverse.personalization.service import PersonalizationService
+
+    capture_id = _published_room(store, catalog, settings, "room-exporter", tmp_path)
+    service = PersonalizationService.from_settings(settings)
+    try:
+        exported = export_rooms(catalog, store, service, "room-exporter")
+        assert [c["capture_id"] for c in exported] == [capture_id]
+        media = exported[0]["media"]
+        assert [base64.b64decode(m["data_base64"]) for m in media] == [p.read_bytes() for p in PHOTOS]  # opened
+        files = exported[0]["room"]["files_base64"]
+        shipped = tmp_path / "views"
+        assert set(files) == {p.name for p in shipped.iterdir()} and "checkpoint" not in files
+        assert base64.b64decode(files["atlas.json"]) == (shipped / "atlas.json").read_bytes()
+        assert export_rooms(catalog, store, service, "someone-else") == []
+    finally:
+        service.close()
+        delete_capture(store, catalog, capture_id)

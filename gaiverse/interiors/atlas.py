@@ -50,8 +50,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gaiverse.interiors.model_card import LICENCE_NOTE
 from gaiverse.interiors.render import RenderedView, render_view, to_uint8
 from gaiverse.interiors.training import NerfModel, load_checkpoint
+from gaiverse.world.tiles import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,14 @@ def room_plan(n_views: int, rooms: int, seed: int) -> list[tuple[Viewpoint, Colo
     return plan
 
 
+def _licence(meta: dict) -> str:
+    """The renderings inherit the photos' licence: the checkpoint's own note, else the shipped kapture samples'
+    (every shipped scene is one); a user's room has no licence line (it is theirs, sealed with their key)."""
+    if meta.get("licence"):
+        return meta["licence"]
+    return LICENCE_NOTE if str(meta.get("scene", "")).startswith("kapture_") else ""
+
+
 def build_atlas(checkpoint: Path, out_dir: Path, rooms: int = 6, size: int = 256, seed: int = 0) -> Path:
     """Render `rooms` rooms from the checkpoint into `out_dir` (per-room PNGs, two sheets, atlas.json); returns atlas.json."""
     if rooms < 1:
@@ -198,8 +208,8 @@ def build_atlas(checkpoint: Path, out_dir: Path, rooms: int = 6, size: int = 256
     cv2.imwrite(str(out_dir / "atlas_depth.png"), depth_sheet)
     atlas = {"format": ATLAS_FORMAT, "tile_size": size, "grid": [cols, rows], "colour_sheet": "atlas_colour.png",
              "depth_sheet": "atlas_depth.png", "depth_encoding": DEPTH_ENCODING,
-             "source": {"checkpoint": str(checkpoint), "scene": meta["scene"], "images": list(meta["images"]),
-                        "licence": meta.get("licence", "")},
+             "source": {"checkpoint": Path(checkpoint).name, "checkpoint_sha256": file_sha256(checkpoint),
+                        "scene": meta["scene"], "images": list(meta["images"]), "licence": _licence(meta)},
              "rooms": entries}
     path = out_dir / "atlas.json"
     path.write_text(json.dumps(atlas, indent=1))

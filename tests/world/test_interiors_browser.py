@@ -22,13 +22,13 @@ import pytest
 from gaiverse.config import REPO_ROOT
 from gaiverse.interiors.windows import check_windows, furnish_scene
 from gaiverse.world import world_build
-from tests.browser import chromium
+from tests.browser import HEADLESS, WEBGL, chromium
 from tests.interiors.rooms import nerf_room_library
 from tests.world._world_fixtures import small_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.clause("ENV-c3")]
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+ARGS = [*HEADLESS, *WEBGL]
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
 <script type="importmap">{"imports": {"three": "/three/build/three.module.js", "three/addons/": "/three/examples/jsm/"}}</script>
 <style>body{margin:0;background:#000} canvas{width:640px;height:480px;display:block}</style></head>
@@ -36,6 +36,7 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href
 import * as THREE from 'three';
 import { createViewer } from '/web/viewer.js';
 import { applyInteriors } from '/web/interior_material.js';
+import { createEngine } from '/web/engine.js';
 const canvas = document.getElementById('view');
 const viewer = createViewer(canvas);
 viewer.controls.enabled = false;
@@ -59,6 +60,14 @@ if (normal.dot(centre.clone().sub(inside)) < 0) normal.negate();
 const at = (u, v) => P00.clone().addScaledVector(U, u).addScaledVector(V, v);
 window.facts = { material: win.material.type, interiors: gltf.scene.userData.interiors || null,
                  width_m: U.length(), height_m: V.length() };
+if (new URLSearchParams(location.search).get('engine') === '1') {  // the world as the engine draws it: merged per tile
+  const engine = createEngine(viewer, { adaptive: false });
+  engine.set({ weather: 'clear', hour: 12 });
+  engine.prepare(gltf.scene);
+  viewer.renderer.render(viewer.scene, viewer.camera);
+  window.facts.world = engine.state.world.stats;
+  window.facts.windowMaterial = () => engine.state.root.children.find((m) => m.userData.pieces?.some((p) => p.info.name === win.name))?.material.type;
+}
 window.look = (degrees, distance) => {
   const side = U.clone().normalize();
   const a = THREE.MathUtils.degToRad(degrees);
@@ -136,13 +145,16 @@ def _views(browser, url: str, artifacts_dir, tag: str) -> tuple[dict, list[np.nd
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.goto(url)
     page.wait_for_function("window.ready === true", timeout=90_000)
-    facts = page.evaluate("window.facts")
+    facts = page.evaluate("({ ...window.facts, windowMaterial: undefined })")
     inside, ring = [], []
     for k, degrees in enumerate(VIEWS):
         page.evaluate(f"window.look({degrees}, {DISTANCE_M})")
+        facts[f"material_view{k + 1}"] = page.evaluate("window.facts.windowMaterial?.()")
         inside.append(page.evaluate("(p) => window.sample(p)", INSIDE))
         ring.append(page.evaluate("(p) => window.sample(p)", RING))
         page.screenshot(path=str(artifacts_dir / f"interiors-{tag}-view{k + 1}.png"))
+    page.evaluate("window.look(0, 300)")  # a few pixels wide from 300 m: the baked room is enough
+    facts["material_far"] = page.evaluate("window.facts.windowMaterial?.()")
     page.close()
     assert not errors, errors
     return facts, inside, ring
@@ -170,3 +182,15 @@ def test_windows_show_rooms_with_parallax(site, furnished_world, artifacts_dir):
     assert parallax > 2.0 * wall + 3.0, (parallax, wall)
     assert parallax > 2.0 * baked + 3.0, (parallax, baked)
     assert stats["windows"] > 0 and stats["room_views_used"] >= 1
+
+
+def test_windows_keep_their_parallax_in_the_engines_merged_world(site, artifacts_dir):
+    """engine.prepare merges walls and windows per tile (world_render.js); a near window keeps the room shader."""
+    with chromium(ARGS) as browser:
+        facts, inside, ring = _views(browser, site + "/index.html?engine=1", artifacts_dir, "engine")
+    assert facts["world"]["windowMeshes"] >= 1, facts
+    assert facts["material_view1"] == facts["material_view2"] == "ShaderMaterial", facts
+    assert facts["material_far"] == "MeshBasicMaterial", facts
+    parallax, wall = _mean_difference(*inside), _mean_difference(*ring)
+    print(f"merged world: window interior difference between views {parallax:.1f}, wall ring {wall:.1f}")
+    assert parallax > 2.0 * wall + 3.0, (parallax, wall)

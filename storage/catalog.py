@@ -257,3 +257,42 @@ def _insert_asset(con, ref: AssetRef, owner, task_run_id, inputs, checkpoint) ->
     for source in inputs:
         con.execute("INSERT OR IGNORE INTO lineage VALUES (?, ?, ?, ?)", [ref.key, source, checkpoint, task_run_id])
 
+
+
+def drop_collections(con, collections: Sequence[str], owners: Sequence[str]) -> tuple[int, list[str]]:
+    """Inside a write transaction: delete every version row of ``collections``, the lineage of the manifests no
+    other version points at (what they list and what was derived from them), the ``owners``' rows on those objects
+    (unless another version of theirs lists one), and the asset rows nothing references any more. Returns (rows
+    deleted, keys to delete from the object store after the commit). Objects are content-addressed, so one may be
+    shared: an object still named by another version, lineage row or owner keeps its row and its bytes."""
+    if not collections:
+        return 0, []
+    collections, owners = list(collections), list(owners)
+    manifests = [r[0] for r in con.execute(
+        "SELECT DISTINCT manifest_key FROM versions WHERE list_contains(?, collection)", [collections]).fetchall()]
+    deleted = counted_delete(con, "versions WHERE list_contains(?, collection)", [collections])
+    gone = [r[0] for r in con.execute("SELECT k FROM unnest(?::VARCHAR[]) t(k) WHERE NOT EXISTS "
+                                      "(SELECT 1 FROM versions WHERE manifest_key = k)", [manifests]).fetchall()]
+    keys = set(gone) | {r[0] for r in con.execute(
+        "SELECT input_key FROM lineage WHERE list_contains($m, output_key) UNION "
+        "SELECT output_key FROM lineage WHERE list_contains($m, input_key)", {"m": gone}).fetchall()}
+    deleted += counted_delete(con, "lineage WHERE list_contains($m, output_key) OR list_contains($m, input_key)",
+                               {"m": gone})
+    deleted += counted_delete(  # an owner keeps their row on an object a version of theirs still lists
+        con, "asset_owners o WHERE list_contains(?, o.key) AND list_contains(?, o.owner) AND NOT EXISTS (SELECT 1 "
+        "FROM versions v WHERE v.author = o.owner AND (v.manifest_key = o.key OR EXISTS (SELECT 1 FROM lineage l "
+        "WHERE l.output_key = v.manifest_key AND l.input_key = o.key)))", [sorted(keys), owners])
+    orphans = sorted(r[0] for r in con.execute(
+        "SELECT k FROM unnest(?::VARCHAR[]) t(k) WHERE NOT EXISTS (SELECT 1 FROM versions WHERE manifest_key = k) "
+        "AND NOT EXISTS (SELECT 1 FROM lineage WHERE input_key = k OR output_key = k) "
+        "AND NOT EXISTS (SELECT 1 FROM asset_owners WHERE key = k)", [sorted(keys)]).fetchall())
+    deleted += counted_delete(con, "assets WHERE list_contains(?, key)", [orphans])
+    return deleted, orphans
+
+
+def counted_delete(con, target: str, params: Any) -> int:
+    """``DELETE FROM <target>``, returning how many rows it removed."""
+    count = int(con.execute("SELECT count(*) FROM " + target, params).fetchone()[0])
+    if count:
+        con.execute("DELETE FROM " + target, params)
+    return count

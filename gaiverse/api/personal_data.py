@@ -24,7 +24,7 @@ from gaiverse.api.keys import User, forget_cached_keys
 from gaiverse.config import Settings
 from gaiverse.personalization.database import compact_file
 from gaiverse.personalization.service import PersonalizationService
-from storage.catalog import Catalog
+from storage.catalog import Catalog, counted_delete, drop_collections
 from storage.objectstore import AssetRef, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,8 @@ def erase_catalog(catalog: Catalog, store: ObjectStore, user: User, media_keys: 
 
 def _erase_avatars(con, user_id: str) -> tuple[int, list[str]]:
     """Inside the erasure transaction: delete the user's ``avatar-capture/*`` versions, every version of the
-    avatars made from them (and any other ``avatar/*`` they authored), the lineage of those manifests and
+    avatars made from them (and any other ``avatar/*`` they authored), their room captures, rooms and worlds
+    (``world/*``: every version of a world is its owner's), the lineage of those manifests and
     the rows of their objects. Returns (rows deleted, keys of the objects to delete after the commit):
     an object still referenced by another owner, version or lineage row keeps its row and its bytes."""
     captures = [r[0].removeprefix(CAPTURE_PREFIX) for r in con.execute(
@@ -150,27 +151,14 @@ def _erase_avatars(con, user_id: str) -> tuple[int, list[str]]:
     authored += [r[0] for r in con.execute(  # room captures and the rooms made from them (gaiverse/api/interiors.py)
         "SELECT DISTINCT collection FROM versions WHERE (starts_with(collection, 'room-capture/') "
         "OR starts_with(collection, 'room/')) AND author = ?", [user_id]).fetchall()]
+    # their worlds: only a world's owner publishes to it and only with their own room capture, so this takes
+    # every world whose windows show their room too (docs/PRIVACY.md)
+    authored += [r[0] for r in con.execute(
+        "SELECT DISTINCT collection FROM versions WHERE starts_with(collection, 'world/') AND author = ?",
+        [user_id]).fetchall()]
     collections = sorted({CAPTURE_PREFIX + c for c in captures} | {AVATAR_PREFIX + c for c in captures}
                          | set(authored))
-    if not collections:
-        return 0, []
-    manifests = [r[0] for r in con.execute(
-        "SELECT manifest_key FROM versions WHERE list_contains(?, collection)", [collections]).fetchall()]
-    keys = sorted(set(manifests) | {r[0] for r in con.execute(
-        "SELECT input_key FROM lineage WHERE list_contains(?, output_key)", [manifests]).fetchall()})
-    deleted = _delete(con, "DELETE FROM versions WHERE list_contains(?, collection)", [collections])
-    deleted += _delete(con, "DELETE FROM lineage WHERE list_contains(?, output_key)", [manifests])
-    deleted += _delete(con, "DELETE FROM asset_owners WHERE owner = ? AND list_contains(?, key)", [user_id, keys])
-    unreferenced = []
-    for key in keys:
-        still = con.execute(
-            "SELECT (SELECT count(*) FROM asset_owners WHERE key = $k) + (SELECT count(*) FROM versions "
-            "WHERE manifest_key = $k) + (SELECT count(*) FROM lineage WHERE input_key = $k OR output_key = $k)",
-            {"k": key}).fetchone()[0]
-        if not still:
-            deleted += _delete(con, "DELETE FROM assets WHERE key = ?", [key])
-            unreferenced.append(key)
-    return deleted, unreferenced
+    return drop_collections(con, collections, [user_id])
 
 
 def _compact_catalog(catalog: Catalog) -> None:
@@ -185,8 +173,4 @@ def _compact_catalog(catalog: Catalog) -> None:
 
 
 def _delete(con, sql: str, params: list[Any]) -> int:
-    count_sql = "SELECT count(*) FROM " + sql.removeprefix("DELETE FROM ")
-    n = int(con.execute(count_sql, params).fetchone()[0])
-    if n:
-        con.execute(sql, params)
-    return n
+    return counted_delete(con, sql.removeprefix("DELETE FROM "), params)

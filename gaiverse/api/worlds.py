@@ -1,4 +1,4 @@
-"""Worlds: build through the Prefect deployment, list, versions, diff, edits, schedule, rollback, backup.
+"""Worlds: build through the Prefect deployment, list, versions, diff, edits, schedule, rollback, backup, delete.
 
 A world belongs to the user who built it; another user's world answers 404 exactly like one
 that does not exist. Edits run in the API process and publish a new version with the state,
@@ -32,7 +32,7 @@ from gaiverse.world.dynamics.schedule import DynamicsSchedule
 from gaiverse.world.editing import EditError, EditRequest, LayoutModels
 from gaiverse.world.version_outputs import OutputsError, publish_edit, publish_schedule, version_schedule
 from gaiverse.world.versions import (
-    VersionConflict, WorldIdTaken, WorldNotFound, WorldVersions,
+    VersionConflict, WorldBusy, WorldIdTaken, WorldNotFound, WorldVersions,
 )
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,19 @@ def get_worlds(services: ServicesDep, user: CurrentUser) -> list[WorldOut]:
     """Your worlds, most recently changed first (admins see every world)."""
     rows = versions_of(services).worlds(None if user.is_admin else user.user_id)
     return [WorldOut(**{k: r[k] for k in WorldOut.model_fields}) for r in rows]
+
+
+@router.delete("/{world_id}", responses=error_responses(409))
+def delete_world(world_id: WorldIdPath, services: ServicesDep, user: CurrentUser) -> dict[str, Any]:
+    """Delete one of your worlds: every version, and the objects (renderings of your room too) no other world
+    shares. 409 while a build of it is running."""
+    repo = _visible(services, user, world_id)
+    try:
+        return repo.delete(world_id)
+    except WorldNotFound as err:
+        raise HTTPException(404, str(err)) from err
+    except WorldBusy as err:
+        raise HTTPException(409, str(err)) from err
 
 
 @router.get("/{world_id}/versions", response_model=list[VersionOut])

@@ -7,7 +7,9 @@ with the new geometry:
 
 - interiors: buildings whose footprint is unchanged keep their entry; moved (or new) buildings are
   meshed again for their window count and get their room (`InteriorLibrary.for_building`, stable per
-  id); removed ones drop theirs; room maps still used are reused by key (content-addressed, no copy);
+  id: the owner's captured room when the world was built with one and the capture still exists, and the
+  edit's version then records `made_by.room_capture_id` so a rebuild keeps it); removed ones drop theirs;
+  room maps still used are reused by key (content-addressed, no copy);
 - dynamics: unchanged when no road, water or height on or beside a road changed (same objects);
   lifted onto the new road surface when only heights there changed (same routes); otherwise
   rerouted incrementally (`dynamics.versioning.reroute`) and checked like a build's.
@@ -132,13 +134,15 @@ def base_interiors(get_bytes: GetBytes, objects: dict[str, dict]) -> dict[str, A
     return None
 
 
-def edited_interiors(get_bytes: GetBytes, objects: dict[str, dict], old: WorldState, new: WorldState) -> EditOutputs:
-    """Interiors of an edited version (module docstring)."""
+def edited_interiors(get_bytes: GetBytes, objects: dict[str, dict], old: WorldState, new: WorldState,
+                     room_library=None) -> EditOutputs:
+    """Interiors of an edited version (module docstring). `room_library`: the owner's room a world built with it
+    keeps for moved and new buildings (`owner_room`); the shipped rooms otherwise."""
     started = time.perf_counter()
     base = base_interiors(get_bytes, objects)
-    library = None
+    library = room_library
     if base is None:
-        library = interior_library()
+        library = library or interior_library()
         if library is None:
             return EditOutputs(summary={"interiors": "none (no room library installed)"})
         base = interiors_map({}, {})
@@ -285,9 +289,28 @@ def simulated_dynamics(state: WorldState) -> EditOutputs:
                                              "seconds": round(time.perf_counter() - started, 3)}})
 
 
-def edit_outputs(get_bytes: GetBytes, objects: dict[str, dict], old: WorldState, new: WorldState) -> EditOutputs:
+def edit_outputs(get_bytes: GetBytes, objects: dict[str, dict], old: WorldState, new: WorldState,
+                 room_library=None) -> EditOutputs:
     """Interiors and dynamics of the version an edit makes from a version with `objects`."""
-    return edited_interiors(get_bytes, objects, old, new).add(edited_dynamics(get_bytes, objects, old, new))
+    return edited_interiors(get_bytes, objects, old, new, room_library).add(
+        edited_dynamics(get_bytes, objects, old, new))
+
+
+def owner_room(made_by: dict[str, Any], owner: str):
+    """The room library of the capture a version was built with (`made_by.room_capture_id`), opened with the
+    owner's key as the build opened it; None when it was built without one or the capture is deleted since
+    (edits then furnish with the shipped rooms, as a rebuild does)."""
+    capture_id = (made_by or {}).get("room_capture_id")
+    if not capture_id:
+        return None
+    from gaiverse.interiors.capture import CaptureError
+    from tasks.interiors_world import _user_room
+
+    try:
+        return _user_room(capture_id, owner)
+    except CaptureError as err:
+        log.warning("edit without the owner's room: %s", err)
+        return None
 
 
 def scheduled_dynamics(get_bytes: GetBytes, objects: dict[str, dict], schedule) -> EditOutputs:
@@ -377,13 +400,16 @@ def publish_edit(repo, world_id: str, request, models=None):
     manifest = repo.manifest(world_id, base.version)
     state = repo.load_state(world_id, base.version)
     result = apply_edit(state, request.edit, models)
-    outputs = edit_outputs(repo.store.get_bytes, manifest["objects"], state, result.state)
-    made = repo.publish(world_id, result.state, author=repo.owner(world_id),
+    owner = repo.owner(world_id)
+    room = owner_room(manifest.get("made_by"), owner)  # a world built with the owner's room keeps it
+    outputs = edit_outputs(repo.store.get_bytes, manifest["objects"], state, result.state, room)
+    made = repo.publish(world_id, result.state, author=owner,
                         message=request.message or f"{request.edit.op} (edit of v{base.version})",
                         derived={**version_files(result.state), **outputs.files}, reused=outputs.reused,
                         base_version=base.version, extra={"checks": _jsonable(outputs.checks)},
                         made_by={"kind": "edit", "base_version": base.version, **_jsonable(result.summary),
-                                 "outputs": _jsonable(outputs.summary)})
+                                 "outputs": _jsonable(outputs.summary),
+                                 **({"room_capture_id": manifest["made_by"]["room_capture_id"]} if room else {})})
     return made, result, outputs
 
 
@@ -401,4 +427,6 @@ def publish_schedule(repo, world_id: str, schedule: dict[str, Any], base_version
     return repo.publish(world_id, state, author=repo.owner(world_id),
                         message=message or f"weather schedule (of v{base.version})", derived=outputs.files,
                         reused=outputs.reused, base_version=base.version,
-                        made_by={"kind": "schedule", "base_version": base.version, **outputs.summary})
+                        made_by={"kind": "schedule", "base_version": base.version, **outputs.summary,
+                                 **{k: v for k, v in (manifest.get("made_by") or {}).items()
+                                    if k == "room_capture_id"}})  # so a later rebuild keeps the owner's room

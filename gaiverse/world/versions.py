@@ -1,4 +1,4 @@
-"""World versions in the catalog: publish, list, load, diff, roll back, back up and restore.
+"""World versions in the catalog: publish, list, load, diff, roll back, back up, restore and delete.
 
 A world `<id>` is the catalog collection `world/<id>` of the generic `versions` table. Each
 version row points at an immutable JSON manifest in the object store that lists every object
@@ -47,6 +47,14 @@ class VersionConflict(RuntimeError):
 
 class WorldIdTaken(RuntimeError):
     """Another user's world already has this id (answered as 409)."""
+
+
+class WorldBusy(RuntimeError):
+    """A build of the world is running, so it cannot be deleted now (answered as 409)."""
+
+
+BUILD_FLOWS = ("build-world", "rebuild-world")
+"""Flows that publish a world (flows/world.py): their `runs` rows say whether one is running for a world id."""
 
 
 class BackupError(ValueError):
@@ -194,6 +202,34 @@ class WorldVersions:
         except (VersionConflict, WorldIdTaken):  # lost a race after the check: leave no orphan objects
             self._discard_unreferenced([*refs.values(), manifest_ref])
             raise
+
+    def delete(self, world_id: str) -> dict[str, Any]:
+        """Delete every version of a world: its rows in one transaction, then the objects only it referenced.
+
+        Objects are content-addressed, so another world (or a user's upload) may share one: those keep their rows
+        and bytes (``storage.catalog.drop_collections``). Refused (WorldBusy) while a build or rebuild of the world
+        is running, as its publish would bring the world back; an edit still running fails with VersionConflict
+        (its base version is gone). WorldNotFound when the world does not exist."""
+        from storage.catalog import drop_collections  # the one reference rule of every delete in the catalog
+
+        collection = collection_of(world_id)
+        with self.catalog.write() as con:
+            authors = [r[0] for r in con.execute("SELECT DISTINCT author FROM versions WHERE collection = ?",
+                                                 [collection]).fetchall()]
+            if not authors:
+                raise WorldNotFound(f"no world {world_id!r} among your worlds")
+            running = con.execute("SELECT flow_run_id FROM runs WHERE state = 'RUNNING' AND list_contains(?, "
+                                  "flow_name) AND json_extract_string(parameters, '$.world_id') = ?",
+                                  [list(BUILD_FLOWS), world_id]).fetchall()
+            if running:
+                raise WorldBusy(f"world {world_id!r} is being built by run {running[0][0]}: "
+                                "delete it once the run has finished")
+            versions = con.execute("SELECT count(*) FROM versions WHERE collection = ?", [collection]).fetchone()[0]
+            rows, objects = drop_collections(con, [collection], authors)
+        for key in objects:  # after the commit: no row points at a deleted object
+            self.store.delete(key)
+        log.info("deleted world %s: %d versions, %d rows, %d objects", world_id, versions, rows, len(objects))
+        return {"world_id": world_id, "versions": int(versions), "catalog_rows": rows, "objects": len(objects)}
 
     def _check_publish(self, collection: str, author: str, base_version: int | None, new_world: bool) -> None:
         """The checks of the publishing transaction, done once before any object is stored."""

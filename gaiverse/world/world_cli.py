@@ -20,7 +20,7 @@ import typer
 from gaiverse.cli_support import fail
 
 world_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                        help="Worlds: build, versions, diff, edit, schedule, rollback, backup, restore")
+                        help="Worlds: build, versions, diff, edit, schedule, rollback, backup, restore, delete")
 
 OUT_FILES = {"glb": "world.glb", "heightmap_png": "heightmap.png", "map_png": "map.png", "scene_json": "scene.json"}
 
@@ -231,6 +231,17 @@ def rollback_cmd(world_id: str = typer.Argument(...), version: int = typer.Argum
     except (WorldNotFound, VersionConflict, ValueError) as err:
         fail(str(err))
     _emit(made.to_dict())
+
+
+@world_app.command("delete")
+def delete_cmd(world_id: str = typer.Argument(...)) -> None:
+    """Delete WORLD: every version, and the objects no other world shares (refused while a build of it runs)."""
+    from gaiverse.world.versions import WorldBusy, WorldNotFound
+
+    try:
+        _emit(_repo().delete(world_id))
+    except (WorldNotFound, WorldBusy, ValueError) as err:
+        fail(str(err))
 
 
 @world_app.command("backup")

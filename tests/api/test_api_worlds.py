@@ -164,3 +164,95 @@ def test_build_a_world_through_the_deployment(world_deployment, world, alice, bo
     assert glb.status_code == 200 and glb.content[:4] == b"glTF"
     assert bob.get(f"/worlds/{mine[0]['world_id']}/versions").status_code == 404
     assert np.isfinite(built["stats"]["relief_m"])
+
+
+def _keys_of(store, manifest_key: str) -> set[str]:
+    import json
+
+    return {manifest_key, *(ref["key"] for ref in json.loads(store.get_bytes(manifest_key))["objects"].values())}
+
+
+def test_delete_world_removes_its_rows_and_only_its_objects(alice, bob, store, catalog, detail, snapshot):
+    """Two versions and a derived .glb of alice's world are deleted; bob's world, sharing most objects
+    (content addressing), keeps them; bob gets 404; a running build of the world refuses the delete (409)."""
+    repo = WorldVersions(store, catalog)
+    mine, theirs = "del-" + alice.user["user_id"][:8], "kept-" + bob.user["user_id"][:8]
+    land = small_state(size=32, seed=11)  # no other test's world shares these objects
+    v1 = repo.publish(mine, land, author=alice.user["user_id"], message="one", new_world=True)
+    v2 = repo.publish(mine, small_state(size=32, seed=12), author=alice.user["user_id"], message="two", base_version=1)
+    kept = repo.publish(theirs, land, author=bob.user["user_id"], message="same land",
+                        new_world=True)
+    glb = store.put_bytes(b"glTF derived from v2 " + mine.encode(), kind="world/glb", ext="glb")
+    catalog.record_asset(glb, owner=alice.user["user_id"], inputs=[v2.manifest_key], checkpoint="world-render")
+    shared = _keys_of(store, kept.manifest_key)
+    own = (_keys_of(store, v1.manifest_key) | _keys_of(store, v2.manifest_key) | {glb.key}) - shared
+    assert shared & _keys_of(store, v1.manifest_key) == shared - {kept.manifest_key}  # v1's state is bob's too
+    assert len(own) == 4  # v1's manifest, v2's manifest and new heights, the .glb
+
+    before = snapshot()
+    other = bob.delete(f"/worlds/{mine}")
+    assert other.status_code == 404 and "no world" in detail(other)
+    run_id = f"delete-test-{mine}"
+    catalog.upsert_run(run_id, flow_name="rebuild-world", state="RUNNING", parameters={"world_id": mine})
+    busy = alice.delete(f"/worlds/{mine}")
+    assert busy.status_code == 409 and "being built" in detail(busy)
+    catalog.upsert_run(run_id, flow_name="rebuild-world", state="COMPLETED")
+    assert {k: v for k, v in snapshot().items() if k != "runs"} == {k: v for k, v in before.items() if k != "runs"}
+
+    deleted = alice.delete(f"/worlds/{mine}")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["versions"] == 2 and deleted.json()["objects"] == len(own)
+    assert alice.get(f"/worlds/{mine}/versions").status_code == 404
+    assert alice.delete(f"/worlds/{mine}").status_code == 404
+    assert not catalog.versions(f"world/{mine}")
+    marks = ",".join("?" * len(own))
+    for table, column in [("assets", "key"), ("asset_owners", "key"), ("lineage", "output_key"),
+                          ("lineage", "input_key")]:
+        assert catalog.query(f"SELECT count(*) AS n FROM {table} WHERE {column} IN ({marks})", list(own))[0]["n"] == 0
+    assert not any(store.exists(key) for key in own)
+    assert all(store.exists(key) and catalog.asset(key) for key in shared)  # bob's world is intact
+    assert repo.load_state(theirs).heights.shape == (32, 32)
+    assert bob.get(f"/worlds/{theirs}/versions/1").status_code == 200
+    assert repo.delete(theirs)["objects"] >= 2  # its manifest and heights at least: no other world has them
+    rest = set().union(*(_keys_of(store, r["manifest_key"]) for r in catalog.query(
+        "SELECT manifest_key FROM versions WHERE starts_with(collection, 'world/')")))
+    assert all(store.exists(key) == (key in rest) for key in shared)  # roads, water... other worlds still use
+
+
+def test_erasure_deletes_the_worlds_built_with_my_room(api_server, admin, store, catalog, settings):
+    """Erasing an account deletes its room capture and the world whose windows show that room (every version,
+    its interior renderings), and nothing of another user's world that shares objects with it."""
+    import uuid
+
+    import httpx
+
+    from gaiverse.avatar.capture import open_vault
+    from gaiverse.interiors.capture import OwnerKey, check_upload, store_capture
+
+    name = f"room-eraser-{uuid.uuid4().hex[:8]}"
+    made = admin.post("/users", json={"name": name})
+    assert made.status_code == 201, made.text
+    user_id = made.json()["user_id"]
+    photos = sorted((REPO_ROOT / "data" / "multiview" / "kapture_maupertuis_facade" / "images").glob("*.jpg"))[:3]
+    files = [(p.name, p.read_bytes()) for p in photos]
+    keyring, vault = open_vault(settings)
+    capture_id = store_capture(store, catalog, user_id, files, check_upload(files),
+                               OwnerKey(vault, keyring.pseudonym(user_id)))
+    repo = WorldVersions(store, catalog)
+    room_png = photos[0].read_bytes()  # stands for a rendering of the room: bytes that are the user's only
+    world = repo.publish("room-world-" + user_id[:8], small_state(size=32, seed=9), author=user_id,
+                         message="built with my room", new_world=True,
+                         derived={f"interiors/{capture_id}_room_00_colour.png": (room_png, "world/interior", "jpg")},
+                         made_by={"kind": "build", "room_capture_id": capture_id})
+    neighbour = repo.publish("neighbour-" + user_id[:8], small_state(size=32, seed=9), author="someone-else",
+                             message="same land, no room", new_world=True)
+    own = _keys_of(store, world.manifest_key) - _keys_of(store, neighbour.manifest_key)
+    assert len(own) == 2  # the manifest and the room rendering
+
+    with httpx.Client(base_url=api_server, timeout=120, headers={"X-API-Key": made.json()["key"]}) as user:
+        erased = user.delete("/personalization/data", params={"confirm": name})
+    assert erased.status_code == 200 and erased.json()["account_deleted"], erased.text
+    assert repo.owner(world.world_id) is None and not catalog.versions(f"room-capture/{capture_id}")
+    assert not any(store.exists(key) for key in own)
+    assert all(store.exists(key) for key in _keys_of(store, neighbour.manifest_key))
+    repo.delete(neighbour.world_id)

@@ -125,3 +125,33 @@ def test_my_room_capture_and_room_are_in_my_data_export(stack, store, catalog, s
     finally:
         service.close()
         delete_capture(store, catalog, capture_id)
+
+
+def test_edits_of_a_world_built_with_my_room_keep_it_while_the_capture_exists(stack, store, catalog, settings,
+                                                                              tmp_path):
+    from gaiverse.world.editing import EditRequest
+    from gaiverse.world.version_outputs import publish_edit
+    from gaiverse.world.versions import WorldVersions
+    from tests.world._world_fixtures import small_state
+
+    capture_id = _published_room(store, catalog, settings, "room-editor", tmp_path)
+    repo, world_id = WorldVersions(store, catalog), "room-edited-world"
+    repo.publish(world_id, small_state(), author="room-editor", message="built with my room", new_world=True,
+                 made_by={"kind": "build", "room_capture_id": capture_id})
+    move = EditRequest.model_validate({"edit": {"op": "move_building", "building_id": "b1", "dx_m": 4}})
+
+    def rooms(version: int) -> tuple[dict, dict[str, str]]:
+        manifest = repo.manifest(world_id, version)
+        interiors = json.loads(store.get_bytes(manifest["objects"]["interiors_json"]["key"]))
+        return manifest["made_by"], {bid: entry["room"] for bid, entry in interiors["buildings"].items()}
+
+    try:
+        made_by, furnished = rooms(publish_edit(repo, world_id, move)[0].version)
+        assert made_by["room_capture_id"] == capture_id  # a rebuild of this version keeps the room
+        assert "b1" in furnished and all(room.startswith(f"{capture_id}_room_") for room in furnished.values())
+        delete_capture(store, catalog, capture_id)  # then moved buildings get the shipped rooms
+        made_by, furnished = rooms(publish_edit(repo, world_id, move)[0].version)
+        assert "room_capture_id" not in made_by and not furnished["b1"].startswith(capture_id)
+    finally:
+        delete_capture(store, catalog, capture_id)
+        repo.delete(world_id)

@@ -62,3 +62,14 @@ def test_errors_exit_2_with_one_line(world, tmp_path):
     assert parse_size("1km") == 1000 and parse_size("800 m") == 800 and parse_size("640") == 640
     with pytest.raises(ValueError, match="--size"):
         parse_size("big")
+
+
+def test_delete_removes_the_world(world, store, catalog):
+    manifest = WorldVersions(store, catalog).version(world).manifest_key
+    code, deleted, _ = call("delete", world)
+    assert code == 0 and deleted["world_id"] == world and deleted["versions"] == 1
+    assert not store.exists(manifest) and catalog.asset(manifest) is None
+    code, _, err = call("delete", world)
+    assert code == 2 and "no world" in err
+    code, _, err = call("delete", "Bad_Id")
+    assert code == 2 and "world_id" in err

@@ -75,6 +75,7 @@ function instanced(geometry, material, agents) {
   mesh.raycast = () => {};  // walking and picking ignore the traffic
   const colour = new THREE.Color();
   agents.forEach((a, i) => mesh.setColorAt(i, colour.setRGB(...a.extras.colour.map((c) => c / 255), THREE.SRGBColorSpace)));
+  mesh.userData.colours = mesh.instanceColor ? mesh.instanceColor.array.slice() : null;
   return mesh;
 }
 
@@ -179,6 +180,7 @@ export function createEngine(viewer, { optimise = true, adaptive = true, tiles =
     state.meshes.forEach((m) => root.add(m));
     state.glass = glass;
     state.t = 0;
+    root.updateMatrixWorld(true);
     update(0);
   }
 
@@ -249,7 +251,17 @@ export function createEngine(viewer, { optimise = true, adaptive = true, tiles =
     points.geometry.attributes.position.needsUpdate = true;
   }
 
+  // Only agents inside the view frustum are drawn (compacted to the front of the instance buffers, their
+  // colours moved along): in a street view most of the 700 agents are behind the camera, and SwiftShader
+  // pays for every instance's vertices even when they are clipped.
+  const frustum = new THREE.Frustum();
+  const viewProjection = new THREE.Matrix4();
+  const bounds = new THREE.Sphere(new THREE.Vector3(), 3);
+
   function place(mesh, agents, t, count, lift = 0) {
+    const colours = mesh.userData.colours;
+    const shown = mesh.instanceColor?.array;
+    let drawn = 0;
     for (let i = 0; i < count; i++) {
       const a = agents[i];
       const n = a.times.length;
@@ -260,12 +272,18 @@ export function createEngine(viewer, { optimise = true, adaptive = true, tiles =
       const p = a.position;
       dummy.position.set(p[3 * k] + (p[3 * k + 3] - p[3 * k]) * w, p[3 * k + 1] + (p[3 * k + 4] - p[3 * k + 1]) * w + lift,
         p[3 * k + 2] + (p[3 * k + 5] - p[3 * k + 2]) * w);
+      bounds.center.copy(dummy.position).applyMatrix4(mesh.matrixWorld);
+      if (!frustum.intersectsSphere(bounds)) continue;
       dummy.rotation.set(0, a.yaw[k] + (a.yaw[k + 1] - a.yaw[k]) * w, 0);
       dummy.updateMatrix();
-      mesh.setMatrixAt(i, dummy.matrix);
+      mesh.setMatrixAt(drawn, dummy.matrix);
+      if (shown) for (let c = 0; c < 3; c++) shown[3 * drawn + c] = colours[3 * i + c];
+      drawn += 1;
     }
-    mesh.count = count;
+    mesh.count = drawn;
+    mesh.userData.placed = count;
     mesh.instanceMatrix.needsUpdate = true;
+    if (shown) mesh.instanceColor.needsUpdate = true;
   }
 
   function update(dt) {
@@ -275,6 +293,8 @@ export function createEngine(viewer, { optimise = true, adaptive = true, tiles =
     if (state.playing) { state.t = (state.t + dt) % duration; state.played += dt; }
     const [bodies, cabins, persons] = state.meshes;
     if (bodies) {
+      camera.updateMatrixWorld();
+      frustum.setFromProjectionMatrix(viewProjection.multiplyMatrices(camera.projectionMatrix, camera.matrixWorldInverse));
       const cars = Math.round(now.traffic * state.agents.vehicle.length);
       place(bodies, state.agents.vehicle, state.t, cars);
       place(cabins, state.agents.vehicle, state.t, cars);
@@ -343,6 +363,7 @@ export function createEngine(viewer, { optimise = true, adaptive = true, tiles =
   return {
     attach, clear, focus, pickAt, prepare, renderStats, setResolution, state, viewer,
     set(options) { Object.assign(state, options); update(0); },
-    counts: () => ({ vehicles: state.meshes[0]?.count || 0, pedestrians: state.meshes[2]?.count || 0 }),
+    counts: () => ({ vehicles: state.meshes[0]?.userData.placed || 0, pedestrians: state.meshes[2]?.userData.placed || 0 }),
+    drawnCounts: () => ({ vehicles: state.meshes[0]?.count || 0, pedestrians: state.meshes[2]?.count || 0 }),
   };
 }

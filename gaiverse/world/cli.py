@@ -128,6 +128,9 @@ def layout_train_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads"),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Checkpoint to fine-tune from"),
+    guidance: Optional[str] = typer.Option(None, "--select-guidance",
+                                           help="Terrain: comma-separated guidance scales to choose from on training tiles"),
     verbose: bool = typer.Option(True, "--verbose/--quiet", "-v"),
 ) -> None:
     """Train a layout preset on the shipped real data (held-out regions excluded)."""
@@ -135,7 +138,9 @@ def layout_train_cmd(
 
     _logging(verbose)
     try:
-        path = train_layout(preset, out, steps=steps, batch_size=batch_size, seed=seed, threads=threads)
+        scales = tuple(float(g) for g in guidance.split(",")) if guidance else ()
+        path = train_layout(preset, out, steps=steps, batch_size=batch_size, seed=seed, threads=threads,
+                            init_from=init_from, guidance_scales=scales)
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
     _emit({"checkpoint": str(path)})

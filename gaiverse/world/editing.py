@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gaiverse.world.layout_model import LayoutDiffusion, decode_roads, encode_tiles
+from gaiverse.world.layout_model import LayoutDiffusion, decode_roads, density_thresholds, encode_tiles
 from gaiverse.world.osm import ROAD_CLASSES
 from gaiverse.world.stitch import _harmonic_fit
 from gaiverse.world.world_state import WorldState, building_cells, cell_centres
@@ -330,8 +330,8 @@ def _regenerate(state: WorldState, edit: RegenerateEdit, models: LayoutModels) -
     if "terrain" in edit.layers:
         relief = c.relief_m if c.relief_m is not None else state.controls.relief_m * 0.5
         roughness = c.roughness if c.roughness is not None else state.controls.roughness
-        controls = np.array([_clip(models.terrain, "relief_m", relief), _clip(models.terrain, "cell_m", state.cell_m),
-                             _clip(models.terrain, "roughness", roughness)])
+        controls = models.terrain.control_vector({"relief_m": relief, "cell_m": state.cell_m, "roughness": roughness,
+                                                  "steepness": state.controls.steepness})
         new.heights, tiles = _inpaint_terrain(new.heights, region, models.terrain, controls, edit.seed, edit.steps,
                                               target_relief=c.relief_m)
         _water_in(new, region)
@@ -340,7 +340,8 @@ def _regenerate(state: WorldState, edit: RegenerateEdit, models: LayoutModels) -
         density = c.road_density if c.road_density is not None else state.controls.road_density
         share = c.major_share if c.major_share is not None else state.controls.major_share
         controls = np.array([_clip(models.roads, "road_density", density), _clip(models.roads, "major_share", share)])
-        new.roads, tiles = _inpaint_roads(new.roads, region, models.roads, controls, edit.seed + 7919, edit.steps)
+        new.roads, tiles = _inpaint_roads(new.roads, region, models.roads, controls, edit.seed + 7919, edit.steps,
+                                          state.cell_m)
         new.roads[:, region & new.water] = False
         summary["road_tiles"] = tiles
     summary["buildings_removed"] = _drop_buildings_on(new, region)
@@ -413,8 +414,9 @@ def _inpaint_terrain(heights: np.ndarray, region: np.ndarray, model: LayoutDiffu
 
 
 def _inpaint_roads(roads: np.ndarray, region: np.ndarray, model: LayoutDiffusion, controls: np.ndarray,
-                   seed: int, steps: int) -> tuple[np.ndarray, int]:
-    """Regenerate road masks inside `region` from the roads model, conditioned on the roads around it."""
+                   seed: int, steps: int, cell_m: float) -> tuple[np.ndarray, int]:
+    """Regenerate road masks inside `region` from the roads model, conditioned on the roads around it; each
+    window is decoded at the threshold that gives the requested road density (`controls[0]`), as a build does."""
     px = model.config.tile_px
     h, w = region.shape
     canvas = _padded(roads.copy(), px)
@@ -429,7 +431,9 @@ def _inpaint_roads(roads: np.ndarray, region: np.ndarray, model: LayoutDiffusion
         known = encode_tiles(np.where(win, 1.0, -1.0)[None].astype(np.float32), model.config)
         mask = np.broadcast_to((~need).astype(np.float32), known.shape[1:])[None].copy()
         tile = model.sample(controls[None], seed=seed * 1009 + k, steps=steps, known=known, known_mask=mask)[0]
-        fresh = decode_roads(tile, model.config)
+        threshold = (density_thresholds(tile[None], model.config, controls[:1], cell_m)[0]
+                     if model.config.road_encoding == "distance" else None)
+        fresh = decode_roads(tile, model.config, threshold)
         win[:, need] = fresh[:, need]
         need[:] = False
     out = roads.copy()

@@ -23,8 +23,9 @@ from PIL import Image
 from gaiverse.world import road_metrics as rm
 from gaiverse.world import terrain_metrics as tm
 from gaiverse.world.dem import DemReadError
-from gaiverse.world.layout_model import LayoutDiffusion, decode_roads
+from gaiverse.world.layout_model import LayoutDiffusion, decode_roads, density_thresholds
 from gaiverse.world.osm import OsmReadError
+from gaiverse.world.road_graph import clean_road_masks
 from gaiverse.world.tiles import TileSet, file_sha256, road_tiles, terrain_tiles
 from gaiverse.world.training import DEFAULT_CHECKPOINT, PROJECT_ROOT
 
@@ -138,6 +139,10 @@ def eval_terrain(real: list[str | Path], n_samples: int = 64, checkpoint: str | 
     rng = np.random.default_rng(seed)
     fbm_norm = np.stack([tm.fbm((px, px), beta, rng) for _ in idx])
     fbm = _to_metres(fbm_norm, relief)
+    # 2b. fBm given the steepness too (spectral exponent chosen per tile to match it)
+    matched = [tm.fbm_with_steepness((px, px), s, seed + i) for i, s in enumerate(ev.attrs["steepness"][idx])]
+    fbm_s_norm = np.stack([m[0] for m in matched])
+    fbm_s = _to_metres(fbm_s_norm, relief)
     # 3. real-vs-real: training-region tiles with the nearest controls, at the same relief
     near = _nearest_controls(model, train, controls)
     ref = _to_metres(train.tiles[near, 0], relief)
@@ -147,6 +152,7 @@ def eval_terrain(real: list[str | Path], n_samples: int = 64, checkpoint: str | 
     real_stats = tm.terrain_stats(real_m, ev.attrs["cell_m"])
     metrics = tm.compare_terrain(tm.terrain_stats(gen, cells), real_stats)
     baseline = tm.compare_terrain(tm.terrain_stats(fbm, cells), real_stats)
+    baseline_s = tm.compare_terrain(tm.terrain_stats(fbm_s, cells), real_stats)
     reference = tm.compare_terrain(tm.terrain_stats(ref, cells), real_stats)
     reference_raw = tm.compare_terrain(tm.terrain_stats(list(train.heights_m()[ref_raw_idx]),
                                                         train.attrs["cell_m"][ref_raw_idx]), real_stats)
@@ -171,6 +177,7 @@ def eval_terrain(real: list[str | Path], n_samples: int = 64, checkpoint: str | 
                       "baseline": tm.compare_terrain(tm.terrain_stats(pick(fbm), cells[sel]), rs),
                       "reference": tm.compare_terrain(tm.terrain_stats(pick(ref), cells[sel]), rs)})
     wins = [k for k in tm.TERRAIN_METRICS if metrics[k] < baseline[k]]
+    wins_s = [k for k in tm.TERRAIN_METRICS if metrics[k] < baseline_s[k]]
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -186,13 +193,18 @@ def eval_terrain(real: list[str | Path], n_samples: int = 64, checkpoint: str | 
         "real_tiles": len(ev),
         "metrics": metrics,
         "baseline": {"name": "fbm", "beta": beta, **baseline},
+        "baselines": {"fbm_steepness": {
+            "how": "fBm with each tile's steepness too: spectral exponent per tile chosen to match it",
+            "beta_median": float(np.median([m[1] for m in matched])), **baseline_s}},
         "reference": {"name": "real_vs_real", "regions": sorted(set(train.regions.tolist())),
                       "how": "training-region tile with the nearest controls, rescaled to the same relief", **reference},
         "reference_raw": {"name": "real_vs_real_raw", "how": "random training-region tiles in their own metres",
                           **reference_raw},
         "lower_is_better": {k: True for k in tm.TERRAIN_METRICS},
         "model_beats_baseline": {"count": len(wins), "of": len(tm.TERRAIN_METRICS), "metrics": wins},
+        "model_beats_fbm_steepness": {"count": len(wins_s), "of": len(tm.TERRAIN_METRICS), "metrics": wins_s},
         "diversity": {"model": tm.diversity(gen_norm), "fbm": tm.diversity(fbm_norm),
+                      "fbm_steepness": tm.diversity(fbm_s_norm),
                       "real": tm.diversity(ev.tiles[:, 0])},
         "memorisation": {
             "model_nearest_train_rms_mean": float(tm.nearest_distance(gen_norm, train_flat).mean()),
@@ -225,9 +237,14 @@ def _road_masks(tiles: np.ndarray) -> np.ndarray:
 
 
 def eval_roads(osm: list[str | Path], n_samples: int = 64, checkpoint: str | Path | None = None,
-               seed: int = 0, steps: int | None = None, out_dir: str | Path | None = None) -> dict:
+               seed: int = 0, steps: int | None = None, out_dir: str | Path | None = None,
+               match_density: bool = True, cleaned: bool = True) -> dict:
     """Road-network realism of the model vs grid / random baselines vs real-vs-real on OSM files.
 
+    match_density : decode each sample at the threshold whose cleaned road length matches its
+    road_density control (`density_thresholds`, as the world does), else at the global threshold.
+    cleaned : score every tile set (model, baselines, real) through the same cleaning the world
+    applies (`clean_road_masks`); the raw-mask figures are also reported under "raw_masks".
     Implements ENV-a2.
     """
     t0 = time.time()
@@ -245,15 +262,24 @@ def eval_roads(osm: list[str | Path], n_samples: int = 64, checkpoint: str | Pat
     density = ev.attrs["road_density"][idx]
     log.info("roads eval: %d real tiles from %d files, %d samples", len(ev), len(paths), n_samples)
 
-    gen = decode_roads(_sample_all(model, controls, seed, steps), model.config).any(axis=1)
+    values = _sample_all(model, controls, seed, steps)
+    thresholds = (density_thresholds(values, model.config, density, cell)
+                  if match_density and model.config.road_encoding == "distance" else None)
+    gen = decode_roads(values, model.config, None if thresholds is None else thresholds[:, None, None, None]).any(axis=1)
     rng = np.random.default_rng(seed)
     grid = np.stack([rm.grid_baseline((px, px), d, cell, rng) for d in density])
     rand = np.stack([rm.random_baseline((px, px), d, cell, rng) for d in density])
     ref = _road_masks(train.tiles[_nearest_controls(model, train, controls)])
-
     real_masks = _road_masks(ev.tiles)
-    real_stats = rm.road_stats(real_masks, cell)
-    gen_stats = rm.road_stats(gen, cell)
+    raw_masks = {k: rm.compare_roads(rm.road_stats(m, cell), rm.road_stats(real_masks, cell))
+                 for k, m in (("model", gen), ("grid", grid), ("random", rand), ("real_vs_real", ref))}
+    masks = {"gen": gen, "grid": grid, "rand": rand, "ref": ref, "real": real_masks}
+    if cleaned:  # what the world meshes: the cleaned graph's centre lines, for every set alike
+        masks = {k: clean_road_masks(m, cell) for k, m in masks.items()}
+    gen_scored, grid, rand, ref, real_scored = (masks[k] for k in ("gen", "grid", "rand", "ref", "real"))
+
+    real_stats = rm.road_stats(real_scored, cell)
+    gen_stats = rm.road_stats(gen_scored, cell)
     metrics = rm.compare_roads(gen_stats, real_stats)
     baseline = rm.compare_roads(rm.road_stats(grid, cell), real_stats)
     random_b = rm.compare_roads(rm.road_stats(rand, cell), real_stats)
@@ -269,9 +295,9 @@ def eval_roads(osm: list[str | Path], n_samples: int = 64, checkpoint: str | Pat
             items.append({"file": str(path), "tiles": int(sel_real.sum()), "samples": int(sel.sum()),
                           "metrics": metrics, "baseline": baseline, "reference": reference})
             continue
-        rs = rm.road_stats(real_masks[sel_real], cell)
+        rs = rm.road_stats(real_scored[sel_real], cell)
         items.append({"file": str(path), "tiles": int(sel_real.sum()), "samples": int(sel.sum()),
-                      "metrics": rm.compare_roads(rm.road_stats(gen[sel], cell), rs),
+                      "metrics": rm.compare_roads(rm.road_stats(gen_scored[sel], cell), rs),
                       "baseline": rm.compare_roads(rm.road_stats(grid[sel], cell), rs),
                       "reference": rm.compare_roads(rm.road_stats(ref[sel], cell), rs)})
     wins = [k for k in rm.ROAD_METRICS if metrics[k] < baseline[k]]
@@ -296,6 +322,11 @@ def eval_roads(osm: list[str | Path], n_samples: int = 64, checkpoint: str | Pat
         "baselines": {"random": random_b},
         "reference": {"name": "real_vs_real", "regions": sorted(set(train.regions.tolist())),
                       "how": "training-region tile with the nearest controls", **reference},
+        "scoring": {"cleaned": cleaned, "match_density": thresholds is not None,
+                    "how": "every tile set (model, baselines, real) is scored through road_graph.clean_road_masks "
+                           "(the world's cleaning without linking components)" if cleaned else "raw road masks",
+                    "thresholds_px_quartiles": None if thresholds is None else np.percentile(thresholds, [25, 50, 75]).tolist()},
+        "raw_masks": raw_masks,
         "lower_is_better": {k: True for k in rm.ROAD_METRICS},
         "model_beats_baseline": {"count": len(wins), "of": len(rm.ROAD_METRICS), "metrics": wins},
         "summary": {"real": summary(real_stats), "model": summary(gen_stats)},

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gaiverse.world.layout_model import LayoutDiffusion, decode_roads
+from gaiverse.world.layout_model import LayoutDiffusion, decode_roads, density_threshold_map
 from gaiverse.world.osm import ROAD_CLASSES, road_mask_to_png
 from gaiverse.world.stitch import TileGrid, stitch_tiles
 from gaiverse.world.suggestions import LayoutControls, parse_suggestion
@@ -95,9 +95,9 @@ class LayoutGenerator:
         rng = np.random.default_rng(seed)
 
         # 1. terrain: stitched normalised field, rescaled to the requested relief
-        tile_controls = np.array([self._clip(self.terrain, "relief_m", controls.relief_m * cfg.tile_relief_share),
-                                  self._clip(self.terrain, "cell_m", cell),
-                                  self._clip(self.terrain, "roughness", controls.roughness)])
+        tile_controls = self.terrain.control_vector({
+            "relief_m": controls.relief_m * cfg.tile_relief_share, "cell_m": cell,
+            "roughness": controls.roughness, "steepness": controls.steepness})
         field = stitch_tiles(self.terrain, grid, lambda i, j: tile_controls, seed=seed, steps=cfg.ddim_steps)[0]
         field = field[:h_px, :w_px].astype(np.float64)
         field = (field - field.min()) / max(float(np.ptp(field)), 1e-9)
@@ -122,11 +122,19 @@ class LayoutGenerator:
         if controls.road_density > 0:
             canvas = stitch_tiles(self.roads, grid, lambda i, j: self._road_controls(controls, grid, i, j),
                                   seed=seed + 7919, steps=cfg.ddim_steps)
-            roads = decode_roads(canvas[:, :h_px, :w_px], self.roads.config)
+            roads = decode_roads(canvas, self.roads.config, self._road_thresholds(canvas, controls, grid))[:, :h_px, :w_px]
             roads &= ~water[None]
         log.info("layout %dx%d px at %.1f m: relief %.0f m, water %.0f %%, road cells %d", h_px, w_px, cell,
                  float(np.ptp(heights)), 100 * water.mean(), int(roads.any(0).sum()))
         return Layout(heights.astype(np.float32), roads, water, cell, water_level_m, controls, seed)
+
+    def _road_thresholds(self, canvas: np.ndarray, controls: LayoutControls, grid: TileGrid) -> np.ndarray | None:
+        """Per-pixel decoding thresholds so each tile's cleaned roads have the density its control asks for."""
+        if self.roads.config.road_encoding != "distance":
+            return None
+        tiles = [(i, j) for i in range(grid.rows) for j in range(grid.cols)]
+        density = np.array([self._road_controls(controls, grid, i, j)[0] for i, j in tiles])
+        return density_threshold_map(canvas, self.roads.config, [grid.origin(i, j) for i, j in tiles], density, self.cell_m)
 
     def _road_controls(self, controls: LayoutControls, grid: TileGrid, i: int, j: int) -> np.ndarray:
         r, c = grid.origin(i, j)

@@ -8,6 +8,7 @@ cleaning did. Coordinates: metres, x east, y north. Implements ENV-d1 (cleaned r
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import networkx as nx
 import numpy as np
@@ -52,14 +53,18 @@ def oriented_path(graph: nx.Graph, u: int, v: int) -> np.ndarray:
     return d["path"] if d["start"] == u else d["path"][::-1]
 
 
-def prune_spurs(graph: nx.Graph, spur_m: float) -> int:
-    """Remove dead-end edges shorter than spur_m that hang off a junction (repeat until none). Returns removed."""
+def prune_spurs(graph: nx.Graph, spur_m: float, keep: Callable[[np.ndarray], bool] | None = None) -> int:
+    """Remove dead-end edges shorter than spur_m that hang off a junction (repeat until none). Returns removed.
+
+    keep : optional test on a dead end's `xy`; ends it accepts stay (e.g. roads leaving a tile's edge,
+    which are not dead ends of the real network).
+    """
     removed = 0
     changed = True
     while changed:
         changed = False
         for n in [n for n in graph.nodes if graph.degree(n) == 1]:
-            if n not in graph or graph.degree(n) != 1:
+            if n not in graph or graph.degree(n) != 1 or (keep is not None and keep(graph.nodes[n]["xy"])):
                 continue
             (m,) = graph.neighbors(n)
             if path_length(graph.edges[n, m]["path"]) < spur_m and graph.degree(m) >= 3:

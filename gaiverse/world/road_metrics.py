@@ -46,6 +46,22 @@ def thin(mask: np.ndarray) -> np.ndarray:
             return img[1:-1, 1:-1].astype(bool)
 
 
+def thin_many(masks: np.ndarray) -> np.ndarray:
+    """Thin a stack of masks (k, h, w) at once: (k, h, w) bool skeletons, each as `thin` gives it.
+
+    Thinning is local (3x3), so the masks are laid out in one image separated by empty rows and
+    thinned together: one numpy pass instead of k (density matching thins dozens of candidates).
+    """
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 3:
+        raise ValueError(f"`masks` must have shape (k, h, w), got {masks.shape}")
+    k, h, w = masks.shape
+    if k == 0:
+        return masks.copy()
+    mosaic = np.pad(masks, ((0, 0), (1, 1), (0, 0))).reshape(k * (h + 2), w)
+    return thin(mosaic).reshape(k, h + 2, w)[:, 1:-1]
+
+
 @dataclass
 class RoadGraph:
     """Graph of a skeleton: nodes are junction clusters and line ends, edges are pixel paths."""

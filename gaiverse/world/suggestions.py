@@ -30,6 +30,10 @@ class LayoutControls:
     """Height range of the whole world, metres."""
     roughness: float = 0.01
     """Terrain roughness control: 3x3 residual std / tile relief (about 0.003 smooth .. 0.02 rugged)."""
+    steepness: float = 1.3
+    """Terrain steepness control: mean gradient x tile width / relief (about 0.9 gentle .. 2 steep),
+    dimensionless so it never fights the relief; defaults follow the terrain words' roughness,
+    as steepness and roughness go together in the real training tiles."""
     water_level: float = 0.0
     """Share of the area under water (sea or lake), 0..0.8."""
     coast: bool = False
@@ -50,15 +54,24 @@ class LayoutControls:
 
 
 # (pattern, field updates, group): within a group, two different matches contradict each other.
+# Each rule's steepness is what real training tiles of that roughness typically have (a fit of
+# log steepness on log roughness); steepness words (below) then override it.
 _RELIEF = [
-    (r"\bflat\b|\bplains?\b|\blevel\b", {"relief_m": 8.0, "roughness": 0.004}, "relief"),
-    (r"\bgentle\b|\brolling\b|\bundulating\b", {"relief_m": 35.0, "roughness": 0.006}, "relief"),
-    (r"\bhilly\b|\bhills?\b", {"relief_m": 120.0, "roughness": 0.01}, "relief"),
-    (r"\bmountain(s|ous)?\b|\balpine\b|\bhighlands?\b", {"relief_m": 700.0, "roughness": 0.015}, "relief"),
+    (r"\brolling (plains?|prairies?|grasslands?|farmland|countryside)\b",
+     {"relief_m": 20.0, "roughness": 0.004, "steepness": 0.95}, "relief"),
+    (r"\bflat\b|\bplains?\b|\blevel\b", {"relief_m": 8.0, "roughness": 0.004, "steepness": 1.0}, "relief"),
+    (r"\brolling\b|\bundulating\b", {"relief_m": 35.0, "roughness": 0.006, "steepness": 1.1}, "relief"),
+    (r"\bhilly\b|\bhills?\b", {"relief_m": 120.0, "roughness": 0.01, "steepness": 1.4}, "relief"),
+    (r"\bmountain(s|ous)?\b|\balpine\b|\bhighlands?\b",
+     {"relief_m": 700.0, "roughness": 0.015, "steepness": 1.6}, "relief"),
 ]
 _TEXTURE = [
-    (r"\bsmooth\b|\bsoft\b", {"roughness": 0.004}, "texture"),
-    (r"\brugged\b|\brough\b|\brocky\b|\bcraggy\b|\bsteep\b", {"roughness": 0.02}, "texture"),
+    (r"\bsmooth\b|\bsoft\b", {"roughness": 0.004, "steepness": 1.0}, "texture"),
+    (r"\brugged\b|\brough\b|\brocky\b|\bcraggy\b", {"roughness": 0.02, "steepness": 1.8}, "texture"),
+]
+_STEEPNESS = [
+    (r"\bgentl[ey]\b|\bgently sloping\b|\bshallow slopes?\b|\bmild\b", {"steepness": 0.85}, "steepness"),
+    (r"\bsteep\b|\bsheer\b|\bcliffs?\b|\bprecipitous\b|\bdramatic\b", {"steepness": 2.1}, "steepness"),
 ]
 _WATER = [
     (r"\bcoast(al)?\b|\bseaside\b|\bby the sea\b|\bbeach\b|\bharbou?r\b|\bport\b", {"coast": True, "water_level": 0.25}, "coast"),
@@ -90,7 +103,8 @@ def _metres(value: str, unit: str) -> float:
 def parse_suggestion(prompt: str, defaults: LayoutControls | None = None) -> LayoutControls:
     """Parse a free-text suggestion into LayoutControls. Implements ENV-a2.
 
-    Recognised: terrain words (flat, rolling, hilly, mountainous; smooth, rugged), water
+    Recognised: terrain words (flat, rolling plains, rolling, hilly, mountainous; smooth, rugged;
+    gentle, steep), water
     (coastal, island, lake, river), settlement (wilderness, rural, village, town, city; dense
     centre, sparse, dense), sizes ("1 km x 1 km", "800 m by 600 m", "2 km2") and
     "relief 200 m". Raises SuggestionError for empty input, input with no recognised term,
@@ -104,11 +118,15 @@ def parse_suggestion(prompt: str, defaults: LayoutControls | None = None) -> Lay
     hits: dict[str, str] = {}
     understood = False
     density_factor = 1.0
-    for rules in (_RELIEF, _TEXTURE, _WATER, _SETTLEMENT, _DENSITY):
+    unclaimed: dict[str, str] = {}  # per group: the text without the words an earlier rule used
+    for rules in (_RELIEF, _TEXTURE, _STEEPNESS, _WATER, _SETTLEMENT, _DENSITY):
         for pattern, updates, group in rules:
-            match = re.search(pattern, text)
+            match = re.search(pattern, unclaimed.get(group, text))
             if not match:
                 continue
+            # "rolling plains" is one rule: its words do not also count as "rolling" and "plains"
+            span = unclaimed.get(group, text)
+            unclaimed[group] = span[:match.start()] + " " * (match.end() - match.start()) + span[match.end():]
             if group in hits and hits[group] != pattern:
                 raise SuggestionError(f"`prompt` is contradictory: {hits_words(hits[group], text)!r} and "
                                       f"{match.group(0)!r} both set the {group}")
@@ -146,6 +164,8 @@ def parse_suggestion(prompt: str, defaults: LayoutControls | None = None) -> Lay
                                   f"got {controls['size_m'][0]:.0f} m x {controls['size_m'][1]:.0f} m")
     if controls["relief_m"] <= 0:
         raise SuggestionError(f"relief must be positive, got {controls['relief_m']} m")
+    if controls["steepness"] <= 0:
+        raise SuggestionError(f"steepness must be positive, got {controls['steepness']}")
     controls["size_m"] = tuple(controls["size_m"])
     result = LayoutControls(**controls)
     log.info("parsed %r -> %s", prompt, result)

@@ -96,6 +96,20 @@ def psd_slope(heights: np.ndarray) -> float:
     return float(-slope)
 
 
+def steepness(heights: np.ndarray, cell_m: float) -> float:
+    """Mean gradient x tile width / relief: how steep a tile is for its relief (a model control).
+
+    Dimensionless, so a user's "gentle" / "rugged" does not fight the relief control: a plane
+    ramp is about 1, a single escarpment or a smooth hill 1-2, many steep ridges 3 and more.
+    The slope distribution of a tile rescaled to a relief follows from it, which is what
+    the realism evaluation measures.
+    """
+    heights = _check_heights(heights)
+    width_m = (max(heights.shape) - 1) * cell_m
+    gradient = np.tan(np.radians(slope_deg(heights, cell_m)))
+    return float(gradient.mean() * width_m / max(float(np.ptp(heights)), 1e-9))
+
+
 def roughness_m(heights: np.ndarray) -> float:
     """Standard deviation of the residual from a 3x3 mean filter, in the heights' unit (m)."""
     heights = _check_heights(heights)
@@ -159,6 +173,30 @@ def fbm(shape: tuple[int, int], beta: float = 3.0, rng: np.random.Generator | in
     field = np.real(np.fft.ifft2(spectrum))[:h, :w]
     field = 2 * (field - field.min()) / max(float(np.ptp(field)), 1e-12) - 1
     return field.astype(np.float32)
+
+
+#: Spectral exponents searched when an fBm tile must reach a target steepness.
+FBM_BETAS = tuple(np.round(np.arange(1.0, 8.01, 0.125), 3))
+
+
+def fbm_with_steepness(shape: tuple[int, int], target: float, seed: int, phases: int = 4) -> tuple[np.ndarray, float]:
+    """An fBm tile whose steepness is nearest `target` (log scale).
+
+    Gives the baseline the same steepness information a conditioned model gets: steepness
+    falls as the spectral exponent rises, so every exponent in FBM_BETAS is tried with
+    `phases` random phase sets (seeded from `seed`; one set alone cannot reach every target).
+    Returns ((h, w) float32 in [-1, 1], chosen exponent).
+    """
+    if target <= 0:
+        raise ValueError(f"`target` steepness must be positive, got {target}")
+    best, best_err = (np.zeros(shape, np.float32), FBM_BETAS[0]), np.inf
+    for phase in range(phases):
+        for beta in FBM_BETAS:
+            tile = fbm(shape, beta, seed * phases + phase)
+            err = abs(np.log(steepness(tile, 1.0) / target))
+            if err < best_err:
+                best, best_err = (tile, float(beta)), err
+    return best
 
 
 @dataclass

@@ -37,7 +37,7 @@ REGIONS: dict[str, str] = {
     "planet_10.068_48.135_10.071_48.137.osm": "kirchberg",
 }
 #: Scalar attributes kept per tile.
-TERRAIN_ATTRS = ("relief_m", "base_m", "cell_m", "roughness", "mean_slope_deg", "psd_slope")
+TERRAIN_ATTRS = ("relief_m", "base_m", "cell_m", "roughness", "mean_slope_deg", "psd_slope", "steepness")
 ROAD_ATTRS = ("road_density", "major_share", "cell_m")
 
 
@@ -128,6 +128,7 @@ def terrain_attributes(heights: np.ndarray, cell_m: float) -> dict[str, float]:
         "roughness": tm.roughness_ratio(heights),
         "mean_slope_deg": float(tm.slope_deg(heights, cell_m).mean()),
         "psd_slope": tm.psd_slope(heights),
+        "steepness": tm.steepness(heights, cell_m),
     }
 
 

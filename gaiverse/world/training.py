@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -61,10 +61,16 @@ class LayoutDataConfig:
 
 #: Named presets, each with its description (the shipped checkpoints were trained with these).
 PRESETS: dict[str, tuple[str, LayoutDataConfig, LayoutModelConfig]] = {
-    "terrain": ("terrain heights, 32 px tiles at native resolution (1-234 m cells), West Bijou held out",
+    "terrain-base": ("terrain heights conditioned on relief, cell size and roughness (the first shipped model; "
+                     "`terrain` is fine-tuned from it), West Bijou held out",
+                     LayoutDataConfig("terrain", holdout_regions=("west_bijou",)),
+                     LayoutModelConfig(kind="terrain", channels=1, train_steps=900, prediction_type="v_prediction",
+                                       guidance_scale=1.0, controls=("relief_m", "cell_m", "roughness"))),
+    "terrain": ("terrain heights conditioned on relief, cell size, roughness and steepness, 32 px tiles at native "
+                "resolution (1-234 m cells), West Bijou held out; fine-tune with --init-from a terrain-base checkpoint",
                 LayoutDataConfig("terrain", holdout_regions=("west_bijou",)),
-                LayoutModelConfig(kind="terrain", channels=1, train_steps=900, prediction_type="v_prediction",
-                                  guidance_scale=1.0)),
+                LayoutModelConfig(kind="terrain", channels=1, train_steps=400, prediction_type="v_prediction",
+                                  learning_rate=5e-4, guidance_scale=1.0)),
     "roads": ("major/minor road classes as distance ramps, 32 px tiles at 8 m, Kotka held out",
               LayoutDataConfig("roads", holdout_regions=("kotka",)),
               LayoutModelConfig(kind="roads", channels=len(ROAD_CLASSES), train_steps=800, guidance_scale=1.5,
@@ -81,12 +87,15 @@ def _relative(path: Path) -> str:
 
 def train_layout(preset: str, out_dir: str | Path | None = None, steps: int | None = None,
                  batch_size: int | None = None, seed: int | None = None, threads: int | None = None,
-                 preview_steps: int | None = None) -> Path:
+                 preview_steps: int | None = None, init_from: str | Path | None = None,
+                 guidance_scales: tuple[float, ...] = ()) -> Path:
     """Train the named preset on the shipped real data and write a save_pretrained checkpoint.
 
     Writes <out_dir>/{unet,control_encoder,scheduler}/, layout_config.json (config, control
     scaler, loss curve, training files with sha256, held-out regions) and samples.png (a grid of
-    16 samples at training-tile controls, `preview_steps` DDIM steps).
+    16 samples at training-tile controls, `preview_steps` DDIM steps). `init_from`: a checkpoint
+    of the same architecture to fine-tune from (new controls start at zero weight).
+    `guidance_scales`: terrain only, choose the guidance scale among these on training tiles.
     Implements ENV-a1.
     """
     if preset not in PRESETS:
@@ -102,7 +111,8 @@ def train_layout(preset: str, out_dir: str | Path | None = None, steps: int | No
     if len(train) == 0:
         raise ValueError(f"holding out {data_cfg.holdout_regions} leaves no training tile")
     log.info("%s: %d training tiles, %d held out (%s)", preset, len(train), len(held), data_cfg.holdout_regions)
-    model, curve = train_layout_model(train, model_cfg)
+    init = LayoutDiffusion.from_pretrained(init_from) if init_from else None
+    model, curve = train_layout_model(train, model_cfg, init=init)
     files = [f for f in data_cfg.files() if region_of(f) not in data_cfg.holdout_regions]
     model.meta.update({
         "preset": preset,
@@ -111,6 +121,11 @@ def train_layout(preset: str, out_dir: str | Path | None = None, steps: int | No
         "tiling": {"tile_px": data_cfg.tile_px, "stride": data_cfg.stride, "road_cell_m": data_cfg.road_cell_m},
         "control_ranges": {k: [float(np.min(v)), float(np.max(v))] for k, v in train.attrs.items()},
     })
+    if init is not None:
+        model.meta["init"] = {"from": _relative(Path(init_from)), "preset": init.meta.get("preset"),
+                              "config": asdict(init.config), "train_seconds": init.meta.get("train_seconds")}
+    if guidance_scales:
+        select_guidance(model, train, tuple(guidance_scales), seed=model_cfg.seed + 100, steps=preview_steps or 20)
     if model_cfg.kind == "roads" and model_cfg.road_encoding == "distance":
         calibrate_road_threshold(model, train, seed=model_cfg.seed, steps=preview_steps)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,6 +135,39 @@ def train_layout(preset: str, out_dir: str | Path | None = None, steps: int | No
     (out / "loss_curve.json").write_text(json.dumps(curve))
     log.info("saved %s checkpoint to %s", preset, out)
     return out
+
+
+def select_guidance(model: LayoutDiffusion, train: TileSet, scales: tuple[float, ...] = (1.0, 1.5, 2.0),
+                    n: int = 48, seed: int = 100, steps: int | None = 20) -> float:
+    """Pick the terrain guidance scale whose samples at training-tile controls, rescaled to those
+    tiles' relief, best match the tiles' slope and roughness (sum of W1 relative to the tiles' means);
+    sets it on the model.
+
+    Uses training tiles only, never evaluation data. Implements ENV-a1.
+    """
+    from gaiverse.world import terrain_metrics as tm
+
+    if model.config.kind != "terrain" or not scales:
+        raise ValueError(f"select_guidance needs a terrain model and scales, got {model.config.kind!r}, {scales}")
+    idx = np.linspace(0, len(train) - 1, n).round().astype(int)
+    controls, relief, cells = model.scaler.raw(train.attrs)[idx], train.attrs["relief_m"][idx], train.attrs["cell_m"][idx]
+    real = tm.terrain_stats(list(train.heights_m()[idx]), cells)
+    scores = {}
+    for g in scales:
+        tiles = np.concatenate([model.sample(controls[i:i + 32], seed=seed + i, steps=steps, guidance_scale=g)
+                                for i in range(0, n, 32)])[:, 0]
+        gen = [(t - t.min()) / max(float(np.ptp(t)), 1e-9) * r for t, r in zip(tiles, relief)]
+        d = tm.compare_terrain(tm.terrain_stats(gen, cells), real)
+        scores[g] = d["slope_w1"] / real.slope.mean() + d["roughness_w1"] / real.roughness.mean()
+        log.info("guidance %.1f: slope W1 %.3f deg, roughness W1 %.3f m, score %.3f", g, d["slope_w1"],
+                 d["roughness_w1"], scores[g])
+    best = min(scores, key=scores.get)
+    model.config.guidance_scale = float(best)
+    model.meta["guidance_selection"] = {
+        "chosen": float(best), "scores": {str(k): round(v, 4) for k, v in scores.items()},
+        "how": f"lowest slope + roughness W1 (relative) against {n} training tiles at their own controls "
+               f"(seed {seed}, {steps} DDIM steps); held-out data not used"}
+    return float(best)
 
 
 def calibrate_road_threshold(model: LayoutDiffusion, train: TileSet, n: int = 64, seed: int = 0,

@@ -90,6 +90,7 @@ def test_engine_plays_traffic_in_clear_rain_and_night(engine_world, api_server, 
         page.evaluate("() => { const e = window.gaiverseEngine; e.setResolution(1); e.set({ weather: 'clear', hour: 12, "
                       "traffic: 1, pedestrians: 1 }); e.focus(0, 40); }")
         counts = page.evaluate("() => window.gaiverseEngine.counts()")
+        drawn_counts = page.evaluate("() => window.gaiverseEngine.drawnCounts()")  # those inside the view frustum
         road = page.evaluate("() => window.gaiverseEngine.pickAt(0, 0)")  # focus() looks at vehicle 0 on its road
         merged_ids = set(page.evaluate(MERGED_IDS))
         drawn = page.evaluate("() => ({ ...window.gaiverseEngine.renderStats(), instanced: window.gaiverseEngine.state"
@@ -113,6 +114,7 @@ def test_engine_plays_traffic_in_clear_rain_and_night(engine_world, api_server, 
     assert merged_ids == glb_ids, (len(merged_ids), len(glb_ids), sorted(glb_ids ^ merged_ids)[:10])
     assert road and road["type"] in ("road", "junction") and road["id"] in glb_ids, road
     assert counts == {"vehicles": len(dyn.vehicles), "pedestrians": len(dyn.pedestrians)}, counts
+    assert 0 < drawn_counts["vehicles"] <= counts["vehicles"], drawn_counts  # vehicle 0 is in view
     assert particles > 1000 and snow_kind == "snow"
     assert night.mean() < 0.6 * clear.mean(), (night.mean(), clear.mean())  # night is dark
     assert np.abs(rain - clear).mean() > 5.0  # rain greys the sky, dims the sun and falls

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from gaiverse.world.layout_model import ControlScaler, LayoutDiffusion, LayoutModelConfig, train_layout_model
 from gaiverse.world.tiles import terrain_tiles
-from gaiverse.world.training import PRESETS, PROJECT_ROOT, train_layout
+from gaiverse.world.training import PRESETS, PROJECT_ROOT, select_guidance, train_layout
 
 pytestmark = pytest.mark.clause("ENV-a1")
 SMALL = LayoutModelConfig(kind="terrain", block_out_channels=(8, 16, 16), train_steps=2, batch_size=4)
@@ -58,11 +59,43 @@ def test_inpainting_keeps_known_cells(small_tiles):
 
 def test_control_scaler_names_bad_controls():
     scaler = ControlScaler.for_kind("terrain")
-    scaler.mean, scaler.std = [0.0] * 3, [1.0] * 3
+    assert scaler.names == ["relief_m", "cell_m", "roughness", "steepness"]
+    scaler.mean, scaler.std = [0.0] * 4, [1.0] * 4
     with pytest.raises(ValueError, match="relief_m"):
-        scaler(np.array([[-5.0, 10.0, 0.01]]))
+        scaler(np.array([[-5.0, 10.0, 0.01, 1.2]]))
     with pytest.raises(ValueError, match="shape"):
         scaler(np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="slope_deg"):
+        ControlScaler.for_kind("terrain", ("relief_m", "slope_deg"))
+
+
+def test_control_vector_orders_clips_and_names_missing_controls(small_tiles):
+    model, _ = train_layout_model(small_tiles, SMALL)
+    model.meta["control_ranges"] = {"relief_m": [5.0, 50.0]}
+    got = model.control_vector({"steepness": 1.5, "roughness": 0.01, "cell_m": 8.0, "relief_m": 500.0, "extra": 3.0})
+    assert got.tolist() == [50.0, 8.0, 0.01, 1.5]
+    with pytest.raises(ValueError, match="steepness"):
+        model.control_vector({"relief_m": 10.0, "cell_m": 8.0, "roughness": 0.01})
+
+
+def test_warm_start_adds_a_control_without_changing_the_model(small_tiles):
+    """A model fine-tuned with a new control starts exactly where the old one was (zero weights for it)."""
+    old, _ = train_layout_model(small_tiles, replace(SMALL, controls=("relief_m", "cell_m", "roughness")))
+    new, _ = train_layout_model(small_tiles, replace(SMALL, train_steps=1, learning_rate=0.0), init=old)
+    assert new.scaler.names == old.scaler.names + ["steepness"]
+    raw = old.scaler.raw(small_tiles.attrs)[:2]
+    for steepness in (0.8, 2.5):
+        with_new = np.column_stack([raw, np.full(len(raw), steepness)])
+        assert np.allclose(new.sample(with_new, seed=5, steps=3), old.sample(raw, seed=5, steps=3), atol=1e-5)
+    with pytest.raises(ValueError, match="predicts"):
+        train_layout_model(small_tiles, replace(SMALL, prediction_type="v_prediction"), init=old)
+
+
+def test_guidance_is_selected_on_training_tiles(small_tiles):
+    model, _ = train_layout_model(small_tiles, SMALL)
+    chosen = select_guidance(model, small_tiles, (1.0, 2.0), n=4, steps=2)
+    assert chosen in (1.0, 2.0) and model.config.guidance_scale == chosen
+    assert set(model.meta["guidance_selection"]["scores"]) == {"1.0", "2.0"}
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

@@ -6,9 +6,11 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from gaiverse.world import road_metrics as rm
+from gaiverse.world.layout_model import LayoutModelConfig, decode_roads, density_thresholds, encode_tiles
 from gaiverse.world.osm import ROAD_CLASSES
-from gaiverse.world.road_graph import (RoadGraphConfig, build_road_network, simplify_path, trace_skeleton, xy_to_rc,
-                                       rc_to_xy)
+from gaiverse.world.road_graph import (RoadGraphConfig, build_road_network, clean_road_masks, simplify_path,
+                                       trace_skeleton, xy_to_rc, rc_to_xy)
 
 CELL = 8.0
 MAJOR, MINOR = ROAD_CLASSES.index("major"), ROAD_CLASSES.index("minor")
@@ -102,3 +104,44 @@ def test_dead_end_pointing_at_a_road_is_joined_when_enabled():
     on = build_road_network(roads, CELL, config=RoadGraphConfig(join_m=80.0))
     assert on.metrics_after["cleaning"]["joined_dead_ends"] == 1
     assert on.metrics_after["dead_ends"] < off.metrics_after["dead_ends"] or off.metrics_after["cleaning"]["links"] == 1
+
+
+@pytest.mark.clause("ENV-a2")
+def test_tile_cleaning_keeps_roads_leaving_the_tile_and_drops_spurs_and_specks():
+    mask = np.zeros((1, 32, 32), dtype=bool)
+    mask[0, 16, :] = True                     # a street crossing the tile
+    mask[0, 0:16, 10] = True                  # a side street leaving through the northern edge
+    mask[0, 13:16, 24] = True                 # a 3-px (24 m) spur: a thinning artefact
+    mask[0, 28, 28] = True                    # a speck
+    lines = clean_road_masks(mask, CELL)[0]
+    assert lines[0:3, 9:12].any() and lines[16, 0] and lines[16, 31]    # both streets reach the tile edge
+    assert not lines[13:15, 23:26].any() and not lines[27:30, 27:30].any()
+    assert clean_road_masks(np.zeros((2, 32, 32), bool), CELL).sum() == 0
+    with pytest.raises(ValueError, match="`masks` must have shape"):
+        clean_road_masks(np.zeros((32, 32), bool), CELL)
+
+
+@pytest.mark.clause("ENV-a2")
+def test_density_matched_decoding_honours_the_requested_density():
+    """Distance-encoded grids of two densities, decoded at the requested density: the cleaned road
+    length follows the request, and a denser request never gets a lower threshold on the same tile."""
+    cfg = LayoutModelConfig(kind="roads", channels=2, road_encoding="distance")
+    masks = np.stack([rm.grid_baseline((32, 32), d, CELL, s) for s, d in enumerate([6.0, 14.0, 6.0, 14.0])])
+    tiles = np.where(np.stack([masks, np.zeros_like(masks)], axis=1), 1.0, -1.0)
+    values = encode_tiles(tiles, cfg)
+    wanted = rm.road_stats(clean_road_masks(masks, CELL), CELL).road_density
+    thresholds = density_thresholds(values, cfg, wanted, CELL)
+    got = rm.road_stats(clean_road_masks(decode_roads(values, cfg, thresholds[:, None, None, None]).any(1), CELL),
+                        CELL).road_density
+    assert np.abs(got - wanted).max() < 0.25 * wanted.max()
+    # a clear street and a faint one (its ramp peaks as if 1.2 px away): one street's density keeps
+    # the faint one out, twice that brings it in
+    rows = np.arange(32)[:, None] * np.ones((1, 32))
+    faint = np.maximum(1 - 2 * np.minimum(np.abs(rows - 10) / 3, 1), 1 - 2 * np.minimum((np.abs(rows - 22) + 1.2) / 3, 1))
+    field = np.stack([faint, np.full_like(faint, -1.0)])[None]
+    one_street = 32 * CELL / 1000 / (32 * 32 * (CELL / 1000) ** 2)
+    low, high = (density_thresholds(field, cfg, np.array([d]), CELL)[0] for d in (one_street, 2 * one_street))
+    assert low < 1.2 < high
+    assert decode_roads(field, cfg, high).any(1)[0, 22].all() and not decode_roads(field, cfg, low).any(1)[0, 22].any()
+    with pytest.raises(ValueError, match="n = len"):
+        density_thresholds(values, cfg, wanted[:2], CELL)

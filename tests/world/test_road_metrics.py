@@ -53,3 +53,11 @@ def test_identical_sets_have_zero_distance():
     masks = np.stack([rm.grid_baseline((32, 32), 12.0, 8.0, s) for s in range(4)])
     s = rm.road_stats(masks, 8.0)
     assert all(v == pytest.approx(0.0, abs=1e-12) for v in rm.compare_roads(s, s).values() if v == v)
+
+
+def test_thinning_many_masks_at_once_equals_thinning_each():
+    masks = np.stack([rm.grid_baseline((24, 24), d, 8.0, s) | rm.random_baseline((24, 24), d, 8.0, s)
+                      for s, d in enumerate((4.0, 10.0, 18.0))])
+    masks[:, 5:8, 3:20] = True                # a wide road, so thinning has work to do
+    assert (rm.thin_many(masks) == np.stack([rm.thin(m) for m in masks])).all()
+    assert rm.thin_many(masks).sum() < masks.sum()

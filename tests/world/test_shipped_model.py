@@ -29,10 +29,26 @@ def test_checkpoint_is_small_documented_and_held_out(checkpoint_dir):
 @pytest.mark.clause("ENV-a2")
 def test_roughness_control_changes_sample_roughness(terrain_model):
     def mean_roughness(roughness: float) -> float:
-        tiles = terrain_model.sample(np.tile([[50.0, 10.0, roughness]], (SEEDS, 1)), seed=1, steps=15)
+        controls = terrain_model.control_vector({"relief_m": 50.0, "cell_m": 10.0, "roughness": roughness,
+                                                 "steepness": 1.3})
+        tiles = terrain_model.sample(np.tile(controls, (SEEDS, 1)), seed=1, steps=15)
         return float(np.mean([tm.roughness_ratio(t[0]) for t in tiles]))
 
     assert mean_roughness(0.015) > 1.2 * mean_roughness(0.004)
+
+
+@pytest.mark.clause("ENV-a2")
+def test_steepness_control_changes_sample_steepness(terrain_model):
+    """Same relief, cell size and roughness: "steep" tiles have steeper slopes than "gentle" ones."""
+    if "steepness" not in terrain_model.scaler.names:
+        pytest.skip("the shipped terrain checkpoint is not conditioned on steepness (see the model card)")
+    def mean_steepness(steepness: float) -> float:
+        controls = terrain_model.control_vector({"relief_m": 50.0, "cell_m": 10.0, "roughness": 0.006,
+                                                 "steepness": steepness})
+        tiles = terrain_model.sample(np.tile(controls, (SEEDS, 1)), seed=1, steps=15)
+        return float(np.mean([tm.steepness(t[0], 10.0) for t in tiles]))
+
+    assert mean_steepness(2.0) > 1.2 * mean_steepness(0.9)
 
 
 @pytest.mark.clause("ENV-a2")
@@ -55,7 +71,7 @@ def test_prompt_relief_changes_world_relief():
 
 @pytest.mark.clause("ENV-a2")
 def test_stitched_tiles_have_no_seams(terrain_model):
-    controls = np.array([40.0, 8.0, 0.01])
+    controls = terrain_model.control_vector({"relief_m": 40.0, "cell_m": 8.0, "roughness": 0.01, "steepness": 1.3})
     grid = TileGrid(32, 8, 3, 3)
     canvas = stitch_tiles(terrain_model, grid, lambda i, j: controls, seed=0, steps=10)[0]
     naive_grid = TileGrid(32, 0, 3, 3)

@@ -39,3 +39,15 @@ def test_words_change_the_controls_in_the_expected_direction():
 def test_bad_input_gets_a_clear_error(prompt, message):
     with pytest.raises(SuggestionError, match=message):
         parse_suggestion(prompt)
+
+
+def test_steepness_words_set_the_steepness_control():
+    gentle, steep = parse_suggestion("gentle hills"), parse_suggestion("steep hills")
+    assert gentle.relief_m == steep.relief_m == 120.0
+    assert steep.steepness > parse_suggestion("hills").steepness > gentle.steepness
+    assert parse_suggestion("rugged mountains").steepness > parse_suggestion("smooth mountains").steepness
+    plains = parse_suggestion("rolling plains")  # one phrase, not "rolling" + "plains"
+    assert plains.relief_m == 20.0 and plains.relief_m < parse_suggestion("rolling").relief_m
+    assert plains.steepness < parse_suggestion("a town").steepness  # the default when nothing is said
+    with pytest.raises(SuggestionError, match="steepness"):
+        parse_suggestion("gentle and steep hills")

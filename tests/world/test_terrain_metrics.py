@@ -71,3 +71,20 @@ def test_bad_input_is_refused():
         tm.slope_deg(np.full((4, 4), np.nan), 1.0)
     with pytest.raises(ValueError, match="cell_m"):
         tm.slope_deg(np.zeros((4, 4)), 0.0)
+
+
+def test_steepness_of_a_ramp_is_one_and_ignores_scale():
+    ramp = np.tile(np.linspace(0.0, 30.0, 32), (32, 1))
+    assert tm.steepness(ramp, 10.0) == pytest.approx(1.0, rel=1e-6)
+    assert tm.steepness(ramp * 7, 3.0) == pytest.approx(1.0, rel=1e-6)
+    ridges = np.tile(np.abs(np.sin(np.linspace(0, 4 * np.pi, 32))), (32, 1))
+    assert tm.steepness(ridges, 1.0) > 3.0
+
+
+@pytest.mark.parametrize("target", [0.9, 1.5, 2.5])
+def test_fbm_baseline_reaches_a_requested_steepness(target):
+    tile, beta = tm.fbm_with_steepness((32, 32), target, seed=4)
+    assert tm.steepness(tile, 1.0) == pytest.approx(target, rel=0.12)
+    assert beta in tm.FBM_BETAS
+    with pytest.raises(ValueError, match="steepness"):
+        tm.fbm_with_steepness((32, 32), 0.0, seed=4)

@@ -235,3 +235,24 @@ def test_an_edit_of_a_version_without_outputs_adds_them(store, catalog):
     assert outputs.summary["dynamics"]["simulated"] and set(DYNAMICS_OBJECTS) <= set(objects)
     assert outputs.checks["dynamics"]["vehicle_overlaps"] == 0 and outputs.checks["interiors"]["ok"]
     assert any(name.startswith("interiors/") for name in objects)
+
+
+def test_rerouted_newcomers_that_drive_into_kept_vehicles_are_removed():
+    """Newcomers are simulated on the affected roads alone; one that overlaps a kept vehicle goes, the kept stay."""
+    from gaiverse.world.dynamics.checks import vehicle_overlaps
+    from gaiverse.world.dynamics.simulate import AgentTracks, Dynamics
+    from gaiverse.world.dynamics.versioning import _without_overlaps
+
+    times = np.arange(3) * 0.5
+    x = np.array([0.0, 10.0, 1.0, 50.0])  # vehicle_2 (a newcomer) sits on vehicle_0 (kept)
+    xyz = np.zeros((len(times), 4, 3))
+    xyz[:, :, 0] = x + times[:, None]
+    vehicles = AgentTracks([f"vehicle_{k}" for k in range(4)], ["car"] * 4, np.tile([4.4, 1.8], (4, 1)),
+                           np.zeros((4, 3), np.uint8), xyz, np.zeros((len(times), 4)))
+    dyn = Dynamics(times, vehicles, None, None, None, None, {})
+    assert vehicle_overlaps(dyn)
+    kept, dropped = _without_overlaps(dyn, kept=2)
+    assert dropped == 1 and kept.ids == ["vehicle_0", "vehicle_1", "vehicle_3"]
+    assert not vehicle_overlaps(Dynamics(times, kept, None, None, None, None, {}))
+    unchanged, none = _without_overlaps(dyn, kept=4)
+    assert none == 0 and unchanged is vehicles  # kept vehicles are never removed

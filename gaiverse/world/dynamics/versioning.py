@@ -219,6 +219,27 @@ def _select(tracks: AgentTracks, keep: np.ndarray) -> AgentTracks:
                        tracks.colours[idx], tracks.xyz[:, idx], tracks.yaw[:, idx])
 
 
+def _without_overlaps(dyn: Dynamics, kept: int, rounds: int = 8) -> tuple[AgentTracks, int]:
+    """The vehicles with newcomers removed until no two bodies overlap, and how many were removed.
+
+    The newcomers were simulated on the affected roads alone, so where those roads meet the kept network a
+    newcomer can drive into a kept vehicle it never saw; the kept vehicles (the first `kept`) never overlap
+    each other (their routes are unchanged), so in each overlapping pair the newcomer goes.
+    """
+    from gaiverse.world.dynamics.checks import vehicle_overlaps
+
+    vehicles, dropped = dyn.vehicles, 0
+    for _ in range(rounds):
+        index = {vid: k for k, vid in enumerate(vehicles.ids)}
+        drop = {max(index[a], index[b]) for _, a, b in vehicle_overlaps(replace(dyn, vehicles=vehicles))}
+        drop = {k for k in drop if k >= kept}
+        if not drop:
+            break
+        vehicles = _select(vehicles, ~np.isin(np.arange(len(vehicles.ids)), sorted(drop)))
+        dropped += len(drop)
+    return vehicles, dropped
+
+
 def _join(kept: AgentTracks, new: AgentTracks, prefix: str) -> AgentTracks:
     """Kept agents keep their ids; new ones are numbered after the highest id in use."""
     used = [int(i.rsplit("_", 1)[1]) for i in kept.ids if i.rsplit("_", 1)[-1].isdigit()]
@@ -281,9 +302,11 @@ def reroute(old: Dynamics, old_network: RoadNetwork, network: RoadNetwork, grade
         new_v, new_p = sub.vehicles, sub.pedestrians
     vehicles = _join(relift(_select(old.vehicles, keep_v), surface, 0.0), new_v, "vehicle")
     people = _join(relift(_select(old.pedestrians, keep_p), surface, PEDESTRIAN_LIFT_M), new_p, "pedestrian")
+    vehicles, dropped = _without_overlaps(replace(old, vehicles=vehicles, streets=streets), int(keep_v.sum()))
     summary = {"new_roads": len(new_edges), "removed_roads": len(removed), "rerouted_roads": part.graph.number_of_edges(),
                "changed_cells": len(changed_xy), "vehicles_kept": int(keep_v.sum()), "vehicles_new": len(new_v),
                "pedestrians_kept": int(keep_p.sum()), "pedestrians_new": len(new_p),
+               "vehicles_dropped_for_overlap": dropped,
                "seconds": round(time.perf_counter() - started, 3)}
     stats = {**old.stats, "rerouted": summary, "lane_km": round(streets.lane_length_m() / 1000, 3),
              "lanes": len(streets.lanes), "junction_boxes": len(streets.box_radius)}

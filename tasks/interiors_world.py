@@ -35,7 +35,8 @@ def furnish_interiors(scene, library_dir: str | None = None, room_capture_id: st
 
     logger = get_run_logger()
     try:
-        library = _user_room(room_capture_id, owner) if room_capture_id else load_library(library_dir)
+        library = (capture.room_library(get_store(), get_catalog(), get_settings(), room_capture_id, owner)
+                   if room_capture_id else load_library(library_dir))
     except FileNotFoundError as err:
         logger.warning("interiors skipped: %s", err)
         return {"skipped": str(err)}
@@ -52,29 +53,10 @@ def furnish_interiors(scene, library_dir: str | None = None, room_capture_id: st
             "files": {"interiors_json": (json.dumps(mapping, sort_keys=True).encode(), "world/interiors", "json")}}
 
 
-def _user_room(capture_id: str, owner: str | None):
-    """`owner`'s room as an interior library: the atlas opened with their key into a temporary folder, read, and
-    the folder removed (the images stay in memory only). CaptureError if it is not their finished room."""
-    import tempfile
-
-    from gaiverse.interiors.windows import load_library
-
-    if not owner:
-        raise capture.CaptureError(f"room capture {capture_id!r}: the world's owner is needed to open it")
-    capture.room_owner(get_catalog(), capture_id, owner)
-    with tempfile.TemporaryDirectory(prefix="gaiverse-room-atlas-") as tmp:
-        atlas_json = capture.write_room_atlas(get_store(), get_catalog(), capture_id, _owner_key(owner), Path(tmp))
-        return load_library(atlas_json.parent)
-
-
 # ------------------------------------------------------------------------------------- room capture
 
 def _owner_key(owner: str) -> capture.OwnerKey:
-    """The owner's sealing key from the installation's vault (what the API sealed the capture with)."""
-    from gaiverse.avatar.capture import open_vault
-
-    keyring, vault = open_vault(get_settings())
-    return capture.OwnerKey(vault, keyring.pseudonym(owner))
+    return capture.owner_key(get_settings(), owner)
 
 
 @gaiverse_task(name="room-fetch", cache="none", retries=2)

@@ -556,6 +556,31 @@ def room_files(store, catalog, capture_id: str, key: OwnerKey) -> dict[str, byte
             if name != "checkpoint"}
 
 
+def owner_key(settings, owner: str) -> OwnerKey:
+    """`owner`'s sealing key from the installation's vault (what the API sealed their capture with), for
+    processes without the API's personalization service: flows, the CLI."""
+    from gaiverse.avatar.capture import open_vault
+
+    keyring, vault = open_vault(settings)
+    return OwnerKey(vault, keyring.pseudonym(owner))
+
+
+def room_library(store, catalog, settings, capture_id: str, owner: str | None):
+    """`owner`'s room as an interior library (gaiverse.interiors.windows.load_library): the atlas opened with their
+    key into a temporary folder, read, and the folder removed (the images stay in memory only). CaptureError if
+    it is not their finished room."""
+    import tempfile
+
+    from gaiverse.interiors.windows import load_library
+
+    if not owner:
+        raise CaptureError(f"room capture {capture_id!r}: the world's owner is needed to open it")
+    room_owner(catalog, capture_id, owner)
+    with tempfile.TemporaryDirectory(prefix="gaiverse-room-atlas-") as tmp:
+        atlas_json = write_room_atlas(store, catalog, capture_id, owner_key(settings, owner), Path(tmp))
+        return load_library(atlas_json.parent)
+
+
 def write_room_atlas(store, catalog, capture_id: str, key: OwnerKey, directory: Path) -> Path:
     """The room as an interior atlas directory `directory/<capture_id>/` (gaiverse/interiors/atlas.py format), which
     gaiverse.interiors.windows.load_library reads: how a world's windows get the owner's room. Returns atlas.json."""
@@ -586,27 +611,15 @@ def delete_capture(store, catalog, capture_id: str) -> dict[str, int]:
     """Remove a capture and the room made from it: every version row of `room-capture/<id>` and `room/<id>`,
     the lineage, owner and asset rows of their objects, then the objects (after the commit, so no row points
     at a deleted object). An object another version still references keeps its row and bytes."""
-    import json
+    from storage.catalog import drop_collections  # the one reference rule of every delete in the catalog
 
     collections = [f"{CAPTURE_COLLECTION}/{capture_id}", f"{ROOM_COLLECTION}/{capture_id}"]
-    versions = [v for c in collections for v in catalog.versions(c)]
-    keys = {v.manifest_key for v in versions}
-    for version in versions:
-        manifest = json.loads(store.get_bytes(version.manifest_key))
-        keys |= {m["key"] for m in manifest.get("media", [])} | set(manifest.get("objects", {}).values())
-    keys = sorted(keys)
-    removed = []
     with catalog.write() as con:
         rows = con.execute("SELECT count(*) FROM versions WHERE list_contains(?, collection)",
                            [collections]).fetchone()[0]
-        con.execute("DELETE FROM versions WHERE list_contains(?, collection)", [collections])
-        con.execute("DELETE FROM lineage WHERE list_contains(?, output_key) OR list_contains(?, input_key)",
-                    [keys, keys])
-        con.execute("DELETE FROM asset_owners WHERE list_contains(?, key)", [keys])
-        for object_key in keys:
-            if not con.execute("SELECT count(*) FROM versions WHERE manifest_key = ?", [object_key]).fetchone()[0]:
-                con.execute("DELETE FROM assets WHERE key = ?", [object_key])
-                removed.append(object_key)
+        authors = [r[0] for r in con.execute("SELECT DISTINCT author FROM versions WHERE list_contains(?, collection)",
+                                             [collections]).fetchall()]
+        _, removed = drop_collections(con, collections, authors)
     for object_key in removed:
         store.delete(object_key)
     log.info("room capture %s deleted: %d versions, %d objects", capture_id, rows, len(removed))

@@ -296,18 +296,18 @@ def edit_outputs(get_bytes: GetBytes, objects: dict[str, dict], old: WorldState,
         edited_dynamics(get_bytes, objects, old, new))
 
 
-def owner_room(made_by: dict[str, Any], owner: str):
+def owner_room(store, catalog, made_by: dict[str, Any], owner: str):
     """The room library of the capture a version was built with (`made_by.room_capture_id`), opened with the
     owner's key as the build opened it; None when it was built without one or the capture is deleted since
     (edits then furnish with the shipped rooms, as a rebuild does)."""
     capture_id = (made_by or {}).get("room_capture_id")
     if not capture_id:
         return None
-    from gaiverse.interiors.capture import CaptureError
-    from tasks.interiors_world import _user_room
+    from gaiverse.config import get_settings
+    from gaiverse.interiors.capture import CaptureError, room_library
 
     try:
-        return _user_room(capture_id, owner)
+        return room_library(store, catalog, get_settings(), capture_id, owner)
     except CaptureError as err:
         log.warning("edit without the owner's room: %s", err)
         return None
@@ -401,7 +401,8 @@ def publish_edit(repo, world_id: str, request, models=None):
     state = repo.load_state(world_id, base.version)
     result = apply_edit(state, request.edit, models)
     owner = repo.owner(world_id)
-    room = owner_room(manifest.get("made_by"), owner)  # a world built with the owner's room keeps it
+    # a world built with the owner's room keeps it
+    room = owner_room(repo.store, repo.catalog, manifest.get("made_by"), owner)
     outputs = edit_outputs(repo.store.get_bytes, manifest["objects"], state, result.state, room)
     made = repo.publish(world_id, result.state, author=owner,
                         message=request.message or f"{request.edit.op} (edit of v{base.version})",

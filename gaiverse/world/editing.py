@@ -333,7 +333,7 @@ def _regenerate(state: WorldState, edit: RegenerateEdit, models: LayoutModels) -
         controls = models.terrain.control_vector({"relief_m": relief, "cell_m": state.cell_m, "roughness": roughness,
                                                   "steepness": state.controls.steepness})
         new.heights, tiles = _inpaint_terrain(new.heights, region, models.terrain, controls, edit.seed, edit.steps,
-                                              target_relief=c.relief_m)
+                                              target_relief=c.relief_m, steepness=state.controls.steepness)
         _water_in(new, region)
         summary["terrain_tiles"] = tiles
     if "roads" in edit.layers:
@@ -384,8 +384,10 @@ def _padded(array: np.ndarray, px: int) -> np.ndarray:
 
 
 def _inpaint_terrain(heights: np.ndarray, region: np.ndarray, model: LayoutDiffusion, controls: np.ndarray,
-                     seed: int, steps: int, target_relief: float | None) -> tuple[np.ndarray, int]:
-    """Regenerate heights inside `region`, one tile after another, each conditioned on what is known around it."""
+                     seed: int, steps: int, target_relief: float | None,
+                     steepness: float | None = None) -> tuple[np.ndarray, int]:
+    """Regenerate heights inside `region`, one tile after another, each conditioned on what is known around it
+    (and steered to the world's `steepness`, as the build's tiles are)."""
     px = model.config.tile_px
     h, w = heights.shape
     canvas = _padded(heights.astype(np.float64), px)
@@ -403,7 +405,7 @@ def _inpaint_terrain(heights: np.ndarray, region: np.ndarray, model: LayoutDiffu
         norm = (2.0 * (win - base) / relief - 1.0).astype(np.float32)[None, None]
         mask = known_cells.astype(np.float32)[None, None]
         tile = model.sample(controls[None], seed=seed * 1009 + k, steps=steps, known=norm, known_mask=mask,
-                            paste_known=False)[0]
+                            paste_known=False, steepness=None if steepness is None else np.array([steepness]))[0]
         tile = _harmonic_fit(tile, norm[0], mask[0], iterations=150)[0]
         fresh = (tile.astype(np.float64) + 1.0) / 2.0 * relief + base
         win[need] = fresh[need]

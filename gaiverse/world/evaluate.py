@@ -65,8 +65,11 @@ def training_tiles(model: LayoutDiffusion) -> TileSet:
     return road_tiles(files, tiling["tile_px"], tiling["road_cell_m"], tiling["stride"])
 
 
-def _sample_all(model: LayoutDiffusion, controls: np.ndarray, seed: int, steps: int | None) -> np.ndarray:
-    out = [model.sample(controls[i:i + BATCH], seed=seed + i, steps=steps) for i in range(0, len(controls), BATCH)]
+def _sample_all(model: LayoutDiffusion, controls: np.ndarray, seed: int, steps: int | None,
+                steepness: np.ndarray | None = None) -> np.ndarray:
+    out = [model.sample(controls[i:i + BATCH], seed=seed + i, steps=steps,
+                        steepness=None if steepness is None else steepness[i:i + BATCH])
+           for i in range(0, len(controls), BATCH)]
     return np.concatenate(out)
 
 
@@ -131,8 +134,8 @@ def eval_terrain(real: list[str | Path], n_samples: int = 64, checkpoint: str | 
     relief, cells = ev.attrs["relief_m"][idx], ev.attrs["cell_m"][idx]
     log.info("terrain eval: %d real tiles from %d files, %d samples", len(ev), len(paths), n_samples)
 
-    # 1. model samples, conditioned on the real tiles' controls
-    gen_norm = _sample_all(model, controls, seed, steps)[:, 0]
+    # 1. model samples, conditioned on the real tiles' controls and steered to their steepness
+    gen_norm = _sample_all(model, controls, seed, steps, steepness=ev.attrs["steepness"][idx])[:, 0]
     gen = _to_metres(gen_norm, relief)
     # 2. fBm baseline with the training data's median spectral exponent and the same relief
     beta = float(np.nanmedian(train.attrs["psd_slope"]))
@@ -191,6 +194,9 @@ def eval_terrain(real: list[str | Path], n_samples: int = 64, checkpoint: str | 
         "data": [str(p) for p in paths],
         "n": int(n_samples),
         "real_tiles": len(ev),
+        "sampling": {"guidance_scale": model.config.guidance_scale, "ddim_steps": steps or model.config.ddim_steps,
+                     "controls": model.scaler.names,
+                     "steered_to": "each real tile's steepness (the fBm + steepness baseline gets it too)"},
         "metrics": metrics,
         "baseline": {"name": "fbm", "beta": beta, **baseline},
         "baselines": {"fbm_steepness": {

@@ -98,7 +98,8 @@ class LayoutGenerator:
         tile_controls = self.terrain.control_vector({
             "relief_m": controls.relief_m * cfg.tile_relief_share, "cell_m": cell,
             "roughness": controls.roughness, "steepness": controls.steepness})
-        field = stitch_tiles(self.terrain, grid, lambda i, j: tile_controls, seed=seed, steps=cfg.ddim_steps)[0]
+        field = stitch_tiles(self.terrain, grid, lambda i, j: tile_controls, seed=seed, steps=cfg.ddim_steps,
+                             steepness=controls.steepness)[0]
         field = field[:h_px, :w_px].astype(np.float64)
         field = (field - field.min()) / max(float(np.ptp(field)), 1e-9)
         if controls.coast:

@@ -75,7 +75,7 @@ def _ramp_weights(grid: TileGrid, i: int, j: int) -> np.ndarray:
 
 def stitch_tiles(model: LayoutDiffusion, grid: TileGrid, controls_at: Callable[[int, int], np.ndarray],
                  seed: int = 0, steps: int | None = None, guidance_scale: float | None = None,
-                 condition_on_neighbours: bool = True) -> np.ndarray:
+                 condition_on_neighbours: bool = True, steepness: float | None = None) -> np.ndarray:
     """Generate a seamless (C, H, W) canvas of normalised values from a tile grid.
 
     controls_at(i, j) -> (k,) raw controls of tile (i, j), so controls may vary over the
@@ -83,7 +83,8 @@ def stitch_tiles(model: LayoutDiffusion, grid: TileGrid, controls_at: Callable[[
     `condition_on_neighbours`, each tile is inpainted against the cells its earlier
     neighbours produced, then the shared cells are pasted back and the step at the mask
     boundary is spread into the new area by a harmonic correction (inpainting without
-    resampling leaves such a step). Blending always uses complementary ramps. Implements ENV-a2.
+    resampling leaves such a step). Blending always uses complementary ramps. `steepness`:
+    terrain tiles are steered to it (`LayoutDiffusion.sample`). Implements ENV-a2.
     """
     c, px = model.config.channels, grid.tile_px
     if px != model.config.tile_px:
@@ -105,7 +106,8 @@ def stitch_tiles(model: LayoutDiffusion, grid: TileGrid, controls_at: Callable[[
                 known[k][:, filled] = (acc[:, r:r + px, q:q + px][:, filled] / ws[filled])
                 mask[k][:, filled] = 1.0
         tiles = model.sample(controls, seed=seed * 1_000_003 + wave, steps=steps, guidance_scale=guidance_scale,
-                             known=known, known_mask=mask, paste_known=False)
+                             known=known, known_mask=mask, paste_known=False,
+                             steepness=None if steepness is None else np.full(len(cells), steepness))
         if known is not None:
             tiles = np.stack([_harmonic_fit(t, kn, mk) for t, kn, mk in zip(tiles, known, mask)])
         for k, (i, j) in enumerate(cells):

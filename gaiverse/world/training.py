@@ -61,16 +61,17 @@ class LayoutDataConfig:
 
 #: Named presets, each with its description (the shipped checkpoints were trained with these).
 PRESETS: dict[str, tuple[str, LayoutDataConfig, LayoutModelConfig]] = {
-    "terrain-base": ("terrain heights conditioned on relief, cell size and roughness (the first shipped model; "
-                     "`terrain` is fine-tuned from it), West Bijou held out",
+    "terrain-base": ("terrain heights conditioned on relief, cell size and roughness (the first shipped model), "
+                     "West Bijou held out",
                      LayoutDataConfig("terrain", holdout_regions=("west_bijou",)),
                      LayoutModelConfig(kind="terrain", channels=1, train_steps=900, prediction_type="v_prediction",
                                        guidance_scale=1.0, controls=("relief_m", "cell_m", "roughness"))),
     "terrain": ("terrain heights conditioned on relief, cell size, roughness and steepness, 32 px tiles at native "
-                "resolution (1-234 m cells), West Bijou held out; fine-tune with --init-from a terrain-base checkpoint",
+                "resolution (1-234 m cells), West Bijou held out (the shipped model; or fine-tune a terrain-base "
+                "checkpoint with --init-from and fewer --steps)",
                 LayoutDataConfig("terrain", holdout_regions=("west_bijou",)),
-                LayoutModelConfig(kind="terrain", channels=1, train_steps=400, prediction_type="v_prediction",
-                                  learning_rate=5e-4, guidance_scale=1.0)),
+                LayoutModelConfig(kind="terrain", channels=1, train_steps=1500, prediction_type="v_prediction",
+                                  learning_rate=1e-3, guidance_scale=2.0)),
     "roads": ("major/minor road classes as distance ramps, 32 px tiles at 8 m, Kotka held out",
               LayoutDataConfig("roads", holdout_regions=("kotka",)),
               LayoutModelConfig(kind="roads", channels=len(ROAD_CLASSES), train_steps=800, guidance_scale=1.5,
@@ -125,27 +126,37 @@ def train_layout(preset: str, out_dir: str | Path | None = None, steps: int | No
         model.meta["init"] = {"from": _relative(Path(init_from)), "preset": init.meta.get("preset"),
                               "config": asdict(init.config), "train_seconds": init.meta.get("train_seconds")}
     if guidance_scales:
-        select_guidance(model, train, tuple(guidance_scales), seed=model_cfg.seed + 100, steps=preview_steps or 20)
+        select_guidance(model, train, tuple(guidance_scales), seed=model_cfg.seed + 100, steps=preview_steps)
     if model_cfg.kind == "roads" and model_cfg.road_encoding == "distance":
         calibrate_road_threshold(model, train, seed=model_cfg.seed, steps=preview_steps)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
-    controls = model.scaler.raw(train.attrs)[np.linspace(0, len(train) - 1, 16).astype(int)]
-    save_grid(model.sample(controls, seed=0, steps=preview_steps), out / "samples.png", model_cfg)
+    save_preview(model, train, out / "samples.png", steps=preview_steps)
     (out / "loss_curve.json").write_text(json.dumps(curve))
     log.info("saved %s checkpoint to %s", preset, out)
     return out
 
 
+def save_preview(model: LayoutDiffusion, train: TileSet, path: Path, steps: int | None = None) -> Path:
+    """samples.png: 16 samples at the controls of 16 training tiles (terrain steered to their steepness)."""
+    pick = np.linspace(0, len(train) - 1, 16).astype(int)
+    steepness = train.attrs["steepness"][pick] if model.config.kind == "terrain" else None
+    samples = model.sample(model.scaler.raw(train.attrs)[pick], seed=0, steps=steps, steepness=steepness)
+    return save_grid(samples, path, model.config)
+
+
 def select_guidance(model: LayoutDiffusion, train: TileSet, scales: tuple[float, ...] = (1.0, 1.5, 2.0),
-                    n: int = 48, seed: int = 100, steps: int | None = 20) -> float:
+                    n: int = 48, seed: int = 100, steps: int | None = None) -> float:
     """Pick the terrain guidance scale whose samples at training-tile controls, rescaled to those
     tiles' relief, best match the tiles' slope and roughness (sum of W1 relative to the tiles' means);
-    sets it on the model.
+    sets it on the model. `steps`: DDIM steps (default: the model's, what evaluation and builds use;
+    the best scale at 20 steps was not the best at 40).
 
     Uses training tiles only, never evaluation data. Implements ENV-a1.
     """
     from gaiverse.world import terrain_metrics as tm
+
+    steps = steps or model.config.ddim_steps
 
     if model.config.kind != "terrain" or not scales:
         raise ValueError(f"select_guidance needs a terrain model and scales, got {model.config.kind!r}, {scales}")
@@ -154,7 +165,8 @@ def select_guidance(model: LayoutDiffusion, train: TileSet, scales: tuple[float,
     real = tm.terrain_stats(list(train.heights_m()[idx]), cells)
     scores = {}
     for g in scales:
-        tiles = np.concatenate([model.sample(controls[i:i + 32], seed=seed + i, steps=steps, guidance_scale=g)
+        tiles = np.concatenate([model.sample(controls[i:i + 32], seed=seed + i, steps=steps, guidance_scale=g,
+                                             steepness=train.attrs["steepness"][idx][i:i + 32])
                                 for i in range(0, n, 32)])[:, 0]
         gen = [(t - t.min()) / max(float(np.ptp(t)), 1e-9) * r for t, r in zip(tiles, relief)]
         d = tm.compare_terrain(tm.terrain_stats(gen, cells), real)
@@ -165,7 +177,7 @@ def select_guidance(model: LayoutDiffusion, train: TileSet, scales: tuple[float,
     model.config.guidance_scale = float(best)
     model.meta["guidance_selection"] = {
         "chosen": float(best), "scores": {str(k): round(v, 4) for k, v in scores.items()},
-        "how": f"lowest slope + roughness W1 (relative) against {n} training tiles at their own controls "
+        "how": f"lowest slope + roughness W1 (relative) against {n} training tiles at their own controls and steepness "
                f"(seed {seed}, {steps} DDIM steps); held-out data not used"}
     return float(best)
 

@@ -33,6 +33,7 @@ def test_eval_terrain_prints_the_eval_md_json(tmp_path):
     assert out["baseline"]["name"] == "fbm" and out["reference"]["name"] == "real_vs_real"
     assert out["items"][0]["file"] == str(HELD_OUT_DEM) and "metrics" in out["items"][0]
     assert {"diversity", "memorisation", "seconds", "checkpoint"} <= set(out)
+    assert out["sampling"]["ddim_steps"] == 5 and "steepness" in out["sampling"]["steered_to"]
     assert out["overlap_with_training"] == []
     assert np.load(tmp_path / "terrain_000.npy").shape == (32, 32)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 INTERIORS_FORMAT = "gaiverse.interiors/1"
 INTERIOR_PREFIX = "interiors/"
 DYNAMICS_OBJECTS = ("dynamics_glb", "dynamics_json")
+OUTPUT_OBJECTS = ("interiors_json", *DYNAMICS_OBJECTS)
+"""The base version's objects an edit reads to make its new version's interiors and dynamics."""
 
 GetBytes = Callable[[str], bytes]
 
@@ -258,7 +261,7 @@ def edited_dynamics(get_bytes: GetBytes, objects: dict[str, dict], old: WorldSta
     streets = build_streets(network)
     base = stored_dynamics(glb, summary, streets)
     result = reroute(base, old_network, network, graded, cell_points(changed, new.cell_m), streets)
-    check = check_dynamics(result.dynamics, contacts=False)
+    check = check_dynamics(result.dynamics, contacts=False, overlaps=result.overlaps)
     frame = check_frame(result.dynamics, check)
     if not frame["ok"].all():
         failed = frame.loc[~frame["ok"], "check"].tolist()
@@ -387,6 +390,12 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _prefetched(pool: ThreadPoolExecutor, get_bytes: GetBytes, objects: dict[str, dict], names) -> GetBytes:
+    """`get_bytes` answering the named objects from downloads started now in `pool` (others as asked)."""
+    pending = {objects[name]["key"]: pool.submit(get_bytes, objects[name]["key"]) for name in names if name in objects}
+    return lambda key: pending[key].result() if key in pending else get_bytes(key)
+
+
 def publish_edit(repo, world_id: str, request, models=None):
     """Apply an `editing.EditRequest` to a version of a world and publish the result with its interiors and
     dynamics (what the API, the CLI and the benchmark call). Returns (WorldVersion, EditResult, EditOutputs).
@@ -394,19 +403,28 @@ def publish_edit(repo, world_id: str, request, models=None):
     Raises editing.EditError (the edit does not fit), OutputsError (its outputs fail their checks),
     versions.WorldNotFound / VersionConflict."""
     from gaiverse.world.editing import apply_edit
+    from gaiverse.world.versions import STATE_OBJECTS
     from gaiverse.world.world_build import version_files
 
     base = repo.version(world_id, request.base_version)
-    manifest = repo.manifest(world_id, base.version)
-    state = repo.load_state(world_id, base.version)
-    result = apply_edit(state, request.edit, models)
-    owner = repo.owner(world_id)
-    # a world built with the owner's room keeps it
-    room = owner_room(repo.store, repo.catalog, manifest.get("made_by"), owner)
-    outputs = edit_outputs(repo.store.get_bytes, manifest["objects"], state, result.state, room)
+    manifest = json.loads(repo.store.get_bytes(base.manifest_key))
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="edit-io") as pool:
+        # the base version's objects download side by side (its interiors and dynamics, and the owner's name,
+        # while the edit runs); the new version's maps are encoded while its dynamics are made (I/O and zlib,
+        # not the interpreter)
+        get_bytes = _prefetched(pool, repo.store.get_bytes, manifest["objects"], STATE_OBJECTS + OUTPUT_OBJECTS)
+        owner_of = pool.submit(repo.owner, world_id)
+        state = repo.state_of(manifest, get_bytes)
+        result = apply_edit(state, request.edit, models)
+        maps = pool.submit(version_files, result.state)
+        owner = owner_of.result()
+        # a world built with the owner's room keeps it
+        room = owner_room(repo.store, repo.catalog, manifest.get("made_by"), owner)
+        outputs = edit_outputs(get_bytes, manifest["objects"], state, result.state, room)
+        derived = {**maps.result(), **outputs.files}
     made = repo.publish(world_id, result.state, author=owner,
                         message=request.message or f"{request.edit.op} (edit of v{base.version})",
-                        derived={**version_files(result.state), **outputs.files}, reused=outputs.reused,
+                        derived=derived, reused=outputs.reused,
                         base_version=base.version, extra={"checks": _jsonable(outputs.checks)},
                         made_by={"kind": "edit", "base_version": base.version, **_jsonable(result.summary),
                                  "outputs": _jsonable(outputs.summary),

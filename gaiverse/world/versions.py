@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 WORLD_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
 MANIFEST_FORMAT = "gaiverse.world/1"
 BACKUP_FORMAT = "gaiverse.world-backup/1"
+STATE_OBJECTS = ("heights", "roads", "water", "buildings")
+"""The objects of a version's manifest that hold its state (`WorldState.objects`)."""
 DIFF_GRID = 4
 """The diff reports height changes per cell of a DIFF_GRID x DIFF_GRID grid of regions."""
 
@@ -164,9 +166,13 @@ class WorldVersions:
         return json.loads(self.store.get_bytes(self.version(world_id, version).manifest_key))
 
     def load_state(self, world_id: str, version: int | None = None) -> WorldState:
-        manifest = self.manifest(world_id, version)
-        blobs = {name: self.store.get_bytes(manifest["objects"][name]["key"])
-                 for name in ("heights", "roads", "water", "buildings")}
+        return self.state_of(self.manifest(world_id, version))
+
+    def state_of(self, manifest: dict[str, Any], get_bytes=None) -> WorldState:
+        """The state a manifest lists (for a caller that has read the manifest already); `get_bytes`: how to
+        read its objects (default: the store)."""
+        get_bytes = get_bytes or self.store.get_bytes
+        blobs = {name: get_bytes(manifest["objects"][name]["key"]) for name in STATE_OBJECTS}
         return WorldState.from_objects(manifest["state"], blobs)
 
     # ---- writing ----

@@ -119,3 +119,41 @@ def test_schedule_round_trip_and_refusals():
         DynamicsSchedule.from_json({"entries": [{"hour": 1, "weather": "hail", "traffic": 0, "pedestrians": 0}]})
     with pytest.raises(ValueError, match="traffic"):
         DynamicsSchedule.from_json({"entries": [{"hour": 1, "weather": "fog", "traffic": 2, "pedestrians": 0}]})
+
+
+@pytest.mark.slow
+def test_fast_paths_give_what_the_per_agent_rules_give(scene):
+    """The simulators' batched steps (every vehicle's pose at once; crossing rules asked only of walkers next to a
+    crossing or on one) give exactly what the per-agent rules give, step after step, in heavy traffic."""
+    import math
+
+    from gaiverse.world.dynamics.pedestrians import Crowd, place_pedestrians
+    from gaiverse.world.dynamics.streets import build_streets
+    from gaiverse.world.dynamics.traffic import BoxReservations, Traffic, place_vehicles
+
+    streets = build_streets(scene.network)
+    rng = np.random.default_rng(11)
+    boxes = BoxReservations(streets.compatible)
+    traffic = Traffic(streets, place_vehicles(streets, FULL.traffic, 30.0, rng), boxes, FULL.traffic)
+    crowd = Crowd(streets, place_pedestrians(streets, FULL.pedestrians, 30.0, rng), boxes, FULL.pedestrians)
+    asked = 0
+    for k in range(120):
+        if k % 20 == 0:
+            xy, yaw = traffic.pose()
+            for i, car in enumerate(traffic.vehicles):  # Route.at at the front and rear axle line, one by one
+                ends, tangent = car.route.at(np.array([car.s, car.s - car.kind.length_m]))
+                d = ends[0] - ends[1]
+                assert np.array_equal(xy[i], ends.mean(0))
+                assert yaw[i] == (math.atan2(d[1], d[0]) if np.linalg.norm(d) > 1e-6 else
+                                  math.atan2(tangent[0, 1], tangent[0, 0]))
+        seg = crowd.frames()[2]
+        may = set(crowd.may_stop(seg))
+        asked += len(may)
+        held, queues = dict(crowd.holding), {n: list(q) for n, q in boxes.queue.items()}
+        for i in set(range(len(crowd.walkers.ids))) - may:  # everyone skipped walks on and asks nothing
+            assert crowd._crossing_stop(i, seg[i]) == np.inf
+        assert crowd.holding == held and {n: list(q) for n, q in boxes.queue.items()} == queues
+        traffic.step(FULL.dt_s)
+        if k % 2 == 0:
+            crowd.step(2 * FULL.dt_s)
+    assert asked > 0 and len(traffic.vehicles) >= 100  # people did reach crossings; the traffic is heavy

@@ -123,9 +123,12 @@ def test_drawn_road_reroutes_traffic_onto_the_new_graph(world):
     network = build_road_network(state.roads, state.cell_m, state.water)
     dyn = stored_dynamics(repo.store.get_bytes(after["dynamics_glb"]["key"]),
                           json.loads(repo.store.get_bytes(after["dynamics_json"]["key"])), build_streets(network))
-    frame = check_frame(dyn, check_dynamics(dyn, contacts=False))
+    check = check_dynamics(dyn, contacts=False)
+    frame = check_frame(dyn, check)
     assert frame["ok"].all(), frame
     assert frame.set_index("check").loc["vehicle_overlaps", "violations"] == 0
+    # the counts stored with the version (overlaps measured once, while rerouting) are what a fresh check finds
+    assert json.loads(repo.store.get_bytes(after["dynamics_json"]["key"]))["checks"] == check.counts
     on_new_road = np.abs(dyn.vehicles.xyz[..., 0] - 400.0) < 4.0
     assert on_new_road.any(), "no vehicle drives on the drawn road"
     diff = repo.diff(world_id, 1, made.version)
@@ -251,8 +254,9 @@ def test_rerouted_newcomers_that_drive_into_kept_vehicles_are_removed():
                            np.zeros((4, 3), np.uint8), xyz, np.zeros((len(times), 4)))
     dyn = Dynamics(times, vehicles, None, None, None, None, {})
     assert vehicle_overlaps(dyn)
-    kept, dropped = _without_overlaps(dyn, kept=2)
+    kept, dropped, overlaps = _without_overlaps(dyn, kept=2)
     assert dropped == 1 and kept.ids == ["vehicle_0", "vehicle_1", "vehicle_3"]
-    assert not vehicle_overlaps(Dynamics(times, kept, None, None, None, None, {}))
-    unchanged, none = _without_overlaps(dyn, kept=4)
+    assert overlaps == [] == vehicle_overlaps(Dynamics(times, kept, None, None, None, None, {}))
+    unchanged, none, left = _without_overlaps(dyn, kept=4)
     assert none == 0 and unchanged is vehicles  # kept vehicles are never removed
+    assert left == vehicle_overlaps(dyn)  # what the version's check reports, measured once

@@ -70,8 +70,9 @@ class _Centrelines:
         self.node_r = np.array([dyn.streets.box_radius[n] for n in nodes])
 
     def near(self, xy: np.ndarray, k: int = 24) -> tuple[np.ndarray, np.ndarray]:
-        """Distances (n, k) and sample indices (n, k) of the nearest centre-line samples within 12 m."""
-        return self.tree.query(xy, k=k, distance_upper_bound=12.0)
+        """Distances (n, k) and sample indices (n, k) of the nearest centre-line samples within 12 m (the checks'
+        heaviest part: every sample of every agent; the points are independent, so on all cores)."""
+        return self.tree.query(xy, k=k, distance_upper_bound=12.0, workers=-1)
 
     def in_box(self, xy: np.ndarray, tol: float) -> np.ndarray:
         d = np.linalg.norm(xy[:, None] - self.node_xy[None], axis=2)
@@ -150,11 +151,13 @@ def _speeding(dyn: Dynamics, lines: _Centrelines, tol: float) -> tuple[np.ndarra
     return speed, speed > limit * 1.05 + 0.2
 
 
-def check_dynamics(dyn: Dynamics, tol_m: float = 0.6, contacts: bool = True) -> DynamicsCheck:
+def check_dynamics(dyn: Dynamics, tol_m: float = 0.6, contacts: bool = True,
+                   overlaps: list[tuple[float, str, str]] | None = None) -> DynamicsCheck:
     """Run every check on sampled trajectories; counts of violations, worst values, first messages. Implements ENV-d2.
 
     contacts : also measure how close people come to each other and to vehicles (reported, never failed;
-    the slowest part, so interactive edits leave it out)."""
+    the slowest part, so interactive edits leave it out).
+    overlaps : `vehicle_overlaps(dyn)` when the caller has just measured it (a rerouted edit), else measured here."""
     lines = _Centrelines(dyn)
     v, p = dyn.vehicles, dyn.pedestrians
     counts, metrics, failures = {}, {}, []
@@ -172,7 +175,7 @@ def check_dynamics(dyn: Dynamics, tol_m: float = 0.6, contacts: bool = True) -> 
         speed, fast = _speeding(dyn, lines, tol_m)
         counts["vehicle_speeding"] = int(fast.sum())
         metrics["max_vehicle_speed_mps"] = round(float(speed.max(initial=0.0)), 3)
-    overlaps = vehicle_overlaps(dyn)
+    overlaps = vehicle_overlaps(dyn) if overlaps is None else overlaps
     counts["vehicle_overlaps"] = len(overlaps)
     failures += [f"{a} and {b} overlap at t={t:.1f} s" for t, a, b in overlaps[:10]]
     if len(p):

@@ -119,6 +119,12 @@ class Crowd:
         self.holding: dict[int, tuple[int, tuple]] = {}
         """Pedestrian index -> (node, movement) of the box it holds."""
         self.paths = RouteSet(walkers.routes)
+        # per segment of the stacked routes: a walk that leads onto a crossing, and where that crossing starts
+        # (who may have to stop is found for everyone at once; `_crossing_stop` runs only for them)
+        kinds, last = [seg.kind for seg in self.paths.segments], set((self.paths.first_segment[1:] - 1).tolist())
+        self.to_crossing = np.array([g not in last and kinds[g] != "crossing" and kinds[g + 1] == "crossing"
+                                     for g in range(len(kinds))], dtype=bool)
+        self.next_start = np.concatenate([r.starts[1:] for r in walkers.routes]) if walkers.routes else np.zeros(0)
 
     def frames(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Path points (n, 2), unit tangents (n, 2), segment index within the route (n,) and half widths (n,)."""
@@ -145,6 +151,13 @@ class Crowd:
         np.add.at(force, pairs[:, 0], push)
         np.add.at(force, pairs[:, 1], -push)
         return force
+
+    def may_stop(self, seg: np.ndarray) -> list[int]:
+        """Walkers (ascending) for whom `_crossing_stop` may do something: those holding a crossing, and those
+        within 1 m of a crossing they walk onto; for everyone else it returns inf and changes nothing."""
+        at = seg + self.paths.first_segment[:-1]
+        near = np.flatnonzero(self.to_crossing[at] & ~(self.next_start[at] - self.walkers.s > 1.0)).tolist()
+        return sorted(set(near) | set(self.holding))
 
     def _crossing_stop(self, i: int, seg_index: int) -> float:
         """The arc length a walker must stop at before a crossing it does not hold (inf when free to go)."""
@@ -177,6 +190,7 @@ class Crowd:
         speed = np.clip(w.preferred + 0.5 * along, 0.0, 1.3 * w.preferred)
         bound = np.maximum(half - PERSON_RADIUS_M, 0.0) if self.config.avoid else np.zeros_like(half)
         w.lateral = np.clip(w.lateral + (0.6 * across - 0.4 * w.lateral) * dt, -bound, bound)
-        stops = np.array([self._crossing_stop(i, seg[i]) for i in range(len(w.ids))])
-        ends = np.array([r.length for r in w.routes])
-        w.s = np.minimum(np.minimum(w.s + speed * dt, np.maximum(stops, w.s)), ends)
+        stops = np.full(len(w.ids), np.inf)
+        for i in self.may_stop(seg):  # everyone else walks on (inf), as _crossing_stop says
+            stops[i] = self._crossing_stop(i, seg[i])
+        w.s = np.minimum(np.minimum(w.s + speed * dt, np.maximum(stops, w.s)), self.paths.length)

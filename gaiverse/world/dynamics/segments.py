@@ -8,6 +8,7 @@ routes at once (what the traffic and crowd simulations step). Implements ENV-d2.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -32,8 +33,9 @@ class Segment:
     width_m: float = 0.0
     """Usable width across the segment (sidewalk or crossing width), metres; 0 for vehicle segments."""
 
-    @property
+    @cached_property
     def length(self) -> float:
+        """Measured once (points are never changed in place): routes and the traffic read it every step."""
         return float(np.linalg.norm(np.diff(self.points, axis=0), axis=1).sum())
 
 
@@ -56,10 +58,15 @@ class Route:
         self.points = np.vstack(pts)
         self.s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(self.points, axis=0), axis=1))])
         self.starts = np.asarray(starts) * (self.s[-1] / max(total, 1e-9))
+        # the same values as Python floats: the simulators read them per agent and step, where numpy scalars
+        # cost several times more (identical arithmetic: both are IEEE doubles)
+        self.starts_list: list[float] = self.starts.tolist()
+        self.s_list: list[float] = self.s.tolist()
+        self._length = float(self.s[-1])
 
     @property
     def length(self) -> float:
-        return float(self.s[-1])
+        return self._length
 
     def segment_at(self, s: float) -> int:
         return int(min(np.searchsorted(self.starts, s, side="right") - 1, len(self.segments) - 1))

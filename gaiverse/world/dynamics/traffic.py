@@ -11,6 +11,7 @@ and the stop line, so no two vehicles ever overlap. Implements ENV-d2 (traffic).
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from collections import defaultdict
@@ -134,7 +135,7 @@ class Vehicle:
 
     def advance(self, distance: float) -> None:
         self.s += distance
-        starts = self.route.starts
+        starts = self.route.starts_list
         while self.segment + 1 < len(self.route.segments) and self.s >= starts[self.segment + 1]:
             self.segment += 1
 
@@ -208,6 +209,8 @@ class Traffic:
                  config: TrafficConfig):
         self.streets, self.vehicles, self.boxes, self.config = streets, vehicles, boxes, config
         self.stopped_at_line = 0
+        self._points: np.ndarray | None = None
+        """Every vehicle's route points stacked (with `_arc`, `_first`), for `pose`: routes never change."""
 
     def _fronts(self) -> dict[tuple, list[tuple[float, int]]]:
         """Per segment key, (front position within the segment, vehicle index) of the vehicles on it; also
@@ -216,9 +219,10 @@ class Traffic:
         self.occupied: set[tuple] = set()
         for i, car in enumerate(self.vehicles):
             k = car.segment
-            out[car.route.segments[k].key].append((car.s - car.route.starts[k], i))
+            starts = car.route.starts_list
+            out[car.route.segments[k].key].append((car.s - starts[k], i))
             j = k
-            while j >= 0 and car.route.starts[j + 1] > car.s - car.kind.length_m:
+            while j >= 0 and starts[j + 1] > car.s - car.kind.length_m:
                 self.occupied.add(car.route.segments[j].key)
                 j -= 1
         return out
@@ -238,7 +242,7 @@ class Traffic:
         k = car.segment
         route = car.route
         for j in range(k, len(route.segments)):
-            base = route.starts[j]
+            base = route.starts_list[j]
             if base - car.s > lookahead:
                 break
             ahead = [(pos, o) for pos, o in fronts.get(route.segments[j].key, ()) if o != i and
@@ -252,21 +256,22 @@ class Traffic:
     def _box_rules(self, car: Vehicle, fronts) -> float:
         """Release a box the car has left, ask for the next one; the stop line's position (inf when free to go)."""
         route, k = car.route, car.segment
-        for turn_index, node in list(car.boxes.items()):  # left the box: the rear is on the exit lane
-            if k > turn_index + 1 or (k == turn_index + 1 and car.s - car.kind.length_m >= route.starts[k]):
+        starts = route.starts_list
+        for turn_index, node in list(car.boxes.items()) if car.boxes else ():  # left the box: rear on the exit lane
+            if k > turn_index + 1 or (k == turn_index + 1 and car.s - car.kind.length_m >= starts[k]):
                 self.boxes.release(node, car.id)
                 del car.boxes[turn_index]
         seg = route.segments[k]
         if seg.kind != "lane" or k + 2 >= len(route.segments):
             return math.inf
         turn, exit_lane = route.segments[k + 1], route.segments[k + 2]
-        line = route.starts[k + 1]
+        line = starts[k + 1]
         if line - car.s > self.config.request_m:
             return line - 0.2
         node = turn.junction
         if k + 1 in car.boxes:
             return math.inf
-        if any(pos > car.s - route.starts[k] for pos, o in fronts.get(seg.key, ()) if self.vehicles[o] is not car):
+        if any(pos > car.s - starts[k] for pos, o in fronts.get(seg.key, ()) if self.vehicles[o] is not car):
             return line - 0.2  # only the first vehicle of a lane asks (a car behind must not queue ahead of it)
         movement = ("car", seg.key, exit_lane.key)
         rears = [pos - self.vehicles[o].kind.length_m for pos, o in fronts.get(exit_lane.key, ())]
@@ -285,7 +290,7 @@ class Traffic:
         route, k = car.route, car.segment
         allowed = route.segments[k].limit_mps
         for j in range(k + 1, min(k + 3, len(route.segments))):
-            dist = max(route.starts[j] - car.s, 0.0)
+            dist = max(route.starts_list[j] - car.s, 0.0)
             allowed = min(allowed, math.sqrt(route.segments[j].limit_mps**2 + 2 * self.config.comfort_decel * dist))
         return allowed
 
@@ -294,6 +299,7 @@ class Traffic:
         cfg = self.config
         fronts = self._fronts()
         updates = []
+        braking = 2 * math.sqrt(cfg.max_accel * cfg.comfort_decel)
         for i, car in enumerate(self.vehicles):
             stop = self._box_rules(car, fronts)
             gap, v_lead = self._leader_gap(i, fronts, lookahead=max(60.0, car.v * 6))
@@ -301,8 +307,7 @@ class Traffic:
                 gap, v_lead = stop - car.s, 0.0
             limit = car.route.segments[car.segment].limit_mps
             v0 = max(car.desired * limit, 0.5)
-            s_star = cfg.min_gap_m + max(0.0, car.v * cfg.headway_s + car.v * (car.v - v_lead) /
-                                         (2 * math.sqrt(cfg.max_accel * cfg.comfort_decel)))
+            s_star = cfg.min_gap_m + max(0.0, car.v * cfg.headway_s + car.v * (car.v - v_lead) / braking)
             acc = cfg.max_accel * (1 - (car.v / v0) ** 4 - (s_star / max(gap, 0.05)) ** 2)
             v = min(max(car.v + acc * dt, 0.0), self._allowed_speed(car))
             move = min(v * dt, max(gap - 0.5, 0.0), max(car.route.length - car.s, 0.0))
@@ -312,12 +317,28 @@ class Traffic:
             car.v = v
 
     def pose(self) -> tuple[np.ndarray, np.ndarray]:
-        """Centres (n, 2) and headings (n,) radians (counter-clockwise from east) of all vehicles."""
-        xy = np.zeros((len(self.vehicles), 2))
-        yaw = np.zeros(len(self.vehicles))
-        for i, car in enumerate(self.vehicles):
-            ends, tangent = car.route.at(np.array([car.s, car.s - car.kind.length_m]))  # front and rear axle line
-            d = ends[0] - ends[1]
-            xy[i] = ends.mean(0)
-            yaw[i] = math.atan2(d[1], d[0]) if np.linalg.norm(d) > 1e-6 else math.atan2(tangent[0, 1], tangent[0, 0])
-        return xy, yaw
+        """Centres (n, 2) and headings (n,) radians (counter-clockwise from east) of all vehicles: the midpoint
+        of the front and rear axle line (`Route.at` at s and s - length), for every vehicle at once."""
+        n = len(self.vehicles)
+        if not n:
+            return np.zeros((0, 2)), np.zeros(0)
+        if self._points is None:
+            routes = [car.route for car in self.vehicles]
+            self._points, self._arc = np.vstack([r.points for r in routes]), np.concatenate([r.s for r in routes])
+            self._first = np.cumsum([0] + [len(r.s) for r in routes[:-1]])
+        s, index = np.empty(2 * n), np.empty(2 * n, dtype=np.int64)
+        for i, car in enumerate(self.vehicles):  # as Route.at: clamp to the route, segment by bisection
+            arc, length = car.route.s_list, car.route.length
+            for j, at in enumerate((car.s, car.s - car.kind.length_m)):
+                at = min(max(at, 0.0), length)
+                s[2 * i + j] = at
+                index[2 * i + j] = min(max(bisect.bisect_right(arc, at) - 1, 0), len(arc) - 2)
+        index += np.repeat(self._first, 2)
+        seg = self._points[index + 1] - self._points[index]
+        span = np.maximum(self._arc[index + 1] - self._arc[index], 1e-9)
+        ends = (self._points[index] + seg * ((s - self._arc[index]) / span)[:, None]).reshape(n, 2, 2)
+        tangent = (seg / np.maximum(np.linalg.norm(seg, axis=1, keepdims=True), 1e-9)).reshape(n, 2, 2)
+        d = (ends[:, 0] - ends[:, 1]).tolist()
+        yaw = np.array([math.atan2(dy, dx) if math.hypot(dx, dy) > 1e-6 else math.atan2(t[0, 1], t[0, 0])
+                        for (dx, dy), t in zip(d, tangent)])
+        return (ends[:, 0] + ends[:, 1]) / 2, yaw

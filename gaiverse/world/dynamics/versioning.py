@@ -6,7 +6,7 @@ agent, weather schedule in the root `extras`) and the `dynamics_json` summary. A
 road cell and no height under or beside a road keeps both objects as they are (same content-addressed
 keys). An edit that changes heights there but leaves the road graph as it was keeps every route and lifts the agents
 onto the new road surface (`relifted`). An edit that changes the road graph is rerouted incrementally instead of re-simulating the whole world (which takes
-~10 s for a 1 km² world, over the edit budget of 2 s):
+seconds for a 1 km² world, against an edit budget of 2 s; `benchmarks/world.py` times both):
 
 1. the new road graph is cut and graded as the world build does (`assemble_world`'s steps);
 2. the *affected part* is every road edge within `AFFECTED_M` of a changed cell;
@@ -219,8 +219,10 @@ def _select(tracks: AgentTracks, keep: np.ndarray) -> AgentTracks:
                        tracks.colours[idx], tracks.xyz[:, idx], tracks.yaw[:, idx])
 
 
-def _without_overlaps(dyn: Dynamics, kept: int, rounds: int = 8) -> tuple[AgentTracks, int]:
-    """The vehicles with newcomers removed until no two bodies overlap, and how many were removed.
+def _without_overlaps(dyn: Dynamics, kept: int, rounds: int = 8) -> tuple[AgentTracks, int, list | None]:
+    """The vehicles with newcomers removed until no two bodies overlap, how many were removed, and the overlaps
+    of the vehicles returned (None when the rounds ran out: not measured after the last removal), so the
+    version's check need not measure them again.
 
     The newcomers were simulated on the affected roads alone, so where those roads meet the kept network a
     newcomer can drive into a kept vehicle it never saw; the kept vehicles (the first `kept`) never overlap
@@ -231,13 +233,13 @@ def _without_overlaps(dyn: Dynamics, kept: int, rounds: int = 8) -> tuple[AgentT
     vehicles, dropped = dyn.vehicles, 0
     for _ in range(rounds):
         index = {vid: k for k, vid in enumerate(vehicles.ids)}
-        drop = {max(index[a], index[b]) for _, a, b in vehicle_overlaps(replace(dyn, vehicles=vehicles))}
-        drop = {k for k in drop if k >= kept}
+        overlaps = vehicle_overlaps(replace(dyn, vehicles=vehicles))
+        drop = {k for k in (max(index[a], index[b]) for _, a, b in overlaps) if k >= kept}
         if not drop:
-            break
+            return vehicles, dropped, overlaps
         vehicles = _select(vehicles, ~np.isin(np.arange(len(vehicles.ids)), sorted(drop)))
         dropped += len(drop)
-    return vehicles, dropped
+    return vehicles, dropped, None
 
 
 def _join(kept: AgentTracks, new: AgentTracks, prefix: str) -> AgentTracks:
@@ -256,6 +258,8 @@ class Reroute:
 
     dynamics: Dynamics
     summary: dict[str, Any]
+    overlaps: list | None = None
+    """`checks.vehicle_overlaps` of the rerouted vehicles, measured while removing newcomers (None: not measured)."""
 
 
 def relift(tracks: AgentTracks, height_at, dz: float) -> AgentTracks:
@@ -302,7 +306,7 @@ def reroute(old: Dynamics, old_network: RoadNetwork, network: RoadNetwork, grade
         new_v, new_p = sub.vehicles, sub.pedestrians
     vehicles = _join(relift(_select(old.vehicles, keep_v), surface, 0.0), new_v, "vehicle")
     people = _join(relift(_select(old.pedestrians, keep_p), surface, PEDESTRIAN_LIFT_M), new_p, "pedestrian")
-    vehicles, dropped = _without_overlaps(replace(old, vehicles=vehicles, streets=streets), int(keep_v.sum()))
+    vehicles, dropped, overlaps = _without_overlaps(replace(old, vehicles=vehicles, streets=streets), int(keep_v.sum()))
     summary = {"new_roads": len(new_edges), "removed_roads": len(removed), "rerouted_roads": part.graph.number_of_edges(),
                "changed_cells": len(changed_xy), "vehicles_kept": int(keep_v.sum()), "vehicles_new": len(new_v),
                "pedestrians_kept": int(keep_p.sum()), "pedestrians_new": len(new_p),
@@ -311,7 +315,7 @@ def reroute(old: Dynamics, old_network: RoadNetwork, network: RoadNetwork, grade
     stats = {**old.stats, "rerouted": summary, "lane_km": round(streets.lane_length_m() / 1000, 3),
              "lanes": len(streets.lanes), "junction_boxes": len(streets.box_radius)}
     log.info("rerouted dynamics: %s", summary)
-    return Reroute(replace(old, vehicles=vehicles, pedestrians=people, streets=streets, stats=stats), summary)
+    return Reroute(replace(old, vehicles=vehicles, pedestrians=people, streets=streets, stats=stats), summary, overlaps)
 
 
 def with_schedule(glb: bytes, summary: dict, schedule: DynamicsSchedule) -> tuple[bytes, dict]:

@@ -31,6 +31,8 @@ class LayoutGeneratorConfig:
     """Pixels shared by neighbouring tiles (outpainting context and blending band)."""
     ddim_steps: int = 25
     """DDIM steps per tile."""
+    soften_seams_px: float = 3.0
+    """Terrain: width of the bands along tile overlap edges blended towards a blur (`stitch.soften_seams`)."""
     tile_relief_share: float = 0.5
     """Relief control of one tile as a share of the world's relief."""
     rural_road_density: float = 0.5
@@ -99,7 +101,7 @@ class LayoutGenerator:
             "relief_m": controls.relief_m * cfg.tile_relief_share, "cell_m": cell,
             "roughness": controls.roughness, "steepness": controls.steepness})
         field = stitch_tiles(self.terrain, grid, lambda i, j: tile_controls, seed=seed, steps=cfg.ddim_steps,
-                             steepness=controls.steepness)[0]
+                             steepness=controls.steepness, soften_seams_px=cfg.soften_seams_px)[0]
         field = field[:h_px, :w_px].astype(np.float64)
         field = (field - field.min()) / max(float(np.ptp(field)), 1e-9)
         if controls.coast:

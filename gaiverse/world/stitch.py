@@ -75,7 +75,8 @@ def _ramp_weights(grid: TileGrid, i: int, j: int) -> np.ndarray:
 
 def stitch_tiles(model: LayoutDiffusion, grid: TileGrid, controls_at: Callable[[int, int], np.ndarray],
                  seed: int = 0, steps: int | None = None, guidance_scale: float | None = None,
-                 condition_on_neighbours: bool = True, steepness: float | None = None) -> np.ndarray:
+                 condition_on_neighbours: bool = True, steepness: float | None = None,
+                 soften_seams_px: float = 0.0) -> np.ndarray:
     """Generate a seamless (C, H, W) canvas of normalised values from a tile grid.
 
     controls_at(i, j) -> (k,) raw controls of tile (i, j), so controls may vary over the
@@ -84,7 +85,8 @@ def stitch_tiles(model: LayoutDiffusion, grid: TileGrid, controls_at: Callable[[
     neighbours produced, then the shared cells are pasted back and the step at the mask
     boundary is spread into the new area by a harmonic correction (inpainting without
     resampling leaves such a step). Blending always uses complementary ramps. `steepness`:
-    terrain tiles are steered to it (`LayoutDiffusion.sample`). Implements ENV-a2.
+    terrain tiles are steered to it (`LayoutDiffusion.sample`). `soften_seams_px`: see `soften_seams`.
+    Implements ENV-a2.
     """
     c, px = model.config.channels, grid.tile_px
     if px != model.config.tile_px:
@@ -116,7 +118,58 @@ def stitch_tiles(model: LayoutDiffusion, grid: TileGrid, controls_at: Callable[[
             acc[:, r:r + px, q:q + px] += tiles[k] * wt
             wsum[r:r + px, q:q + px] += wt
         log.debug("wave %d: %d tiles", wave, len(cells))
-    return (acc / wsum).astype(np.float32)
+    canvas = (acc / wsum).astype(np.float32)
+    return soften_seams(canvas, grid, soften_seams_px) if soften_seams_px > 0 else canvas
+
+
+def _seam_distance(grid: TileGrid) -> np.ndarray:
+    """(H, W) distance in pixels to the nearest line where an overlap starts or ends."""
+    def lines(n: int) -> np.ndarray:
+        return np.array([k * grid.stride + d for k in range(1, n) for d in (0, grid.overlap)], dtype=float)
+
+    def dist(size: int, at: np.ndarray) -> np.ndarray:
+        if not len(at):
+            return np.full(size, np.inf)
+        return np.abs(np.arange(size)[:, None] + 0.5 - at[None]).min(axis=1)
+
+    h, w = grid.shape
+    return np.minimum(dist(h, lines(grid.rows))[:, None], dist(w, lines(grid.cols))[None, :])
+
+
+def soften_seams(canvas: np.ndarray, grid: TileGrid, band_px: float = 3.0, sigma_px: float = 1.5) -> np.ndarray:
+    """Blend a (C, H, W) canvas towards its Gaussian blur in bands along the overlap edges.
+
+    Why: inpainting without resampling keeps values continuous across a tile's mask edge but not
+    slopes, and a slope kink along a straight line shows as a ridge line in a shaded terrain. The
+    weight falls off as a Gaussian (`band_px`) from those lines and is 0 beyond 3 `band_px`, so the
+    rest is untouched.
+    """
+    from scipy import ndimage
+
+    distance = _seam_distance(grid)[: canvas.shape[-2], : canvas.shape[-1]]
+    weight = np.where(distance <= 3 * band_px, np.exp(-distance ** 2 / (2 * band_px ** 2)), 0.0)
+    blurred = np.stack([ndimage.gaussian_filter(c.astype(np.float64), sigma_px, mode="nearest") for c in canvas])
+    return ((1 - weight) * canvas + weight * blurred).astype(np.float32)
+
+
+def seam_kink_ratio(canvas: np.ndarray, grid: TileGrid) -> float:
+    """Mean |second difference| at the overlap edge lines / the same elsewhere (about 1 = no kink lines).
+
+    canvas : (H, W) one channel. A line between pixels r-1 and r is scored by the second
+    differences centred on r-1 and r, across the line.
+    """
+    canvas = np.asarray(canvas, dtype=np.float64)
+    d2y, d2x = np.abs(np.diff(canvas, 2, axis=0)), np.abs(np.diff(canvas, 2, axis=1))
+    at_y, at_x = np.zeros(d2y.shape, bool), np.zeros(d2x.shape, bool)
+    for k in range(1, grid.rows):
+        for line in (k * grid.stride, k * grid.stride + grid.overlap):
+            at_y[max(line - 2, 0):min(line, d2y.shape[0]), :] = True
+    for k in range(1, grid.cols):
+        for line in (k * grid.stride, k * grid.stride + grid.overlap):
+            at_x[:, max(line - 2, 0):min(line, d2x.shape[1])] = True
+    seam = np.concatenate([d2y[at_y], d2x[at_x]])
+    rest = np.concatenate([d2y[~at_y], d2x[~at_x]])
+    return float(seam.mean() / max(rest.mean(), 1e-12)) if len(seam) else 1.0
 
 
 def _harmonic_fit(tile: np.ndarray, known: np.ndarray, mask: np.ndarray, iterations: int = 400) -> np.ndarray:

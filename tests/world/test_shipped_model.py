@@ -10,7 +10,7 @@ import pytest
 from gaiverse.world import terrain_metrics as tm
 from gaiverse.world.layout import LayoutGenerator, LayoutGeneratorConfig
 from gaiverse.world.layout_model import decode_roads
-from gaiverse.world.stitch import TileGrid, seam_jump_ratio, stitch_tiles
+from gaiverse.world.stitch import TileGrid, seam_jump_ratio, seam_kink_ratio, stitch_tiles
 from gaiverse.world.suggestions import parse_suggestion
 
 SEEDS = 8
@@ -88,6 +88,22 @@ def test_stitched_tiles_have_no_seams(terrain_model):
     # while independently generated tiles jump several times higher
     assert seam_jump_ratio(canvas, grid) < 1.5
     assert seam_jump_ratio(naive, naive_grid) > 3 * seam_jump_ratio(canvas, grid)
+
+
+@pytest.mark.clause("ENV-a2")
+def test_softened_seams_leave_no_slope_kink_lines(terrain_model):
+    """Inpainted tiles meet without a step but with a slope kink along the overlap edges (a straight ridge line
+    in a shaded world); softening the seam bands removes it without touching the rest of the terrain."""
+    controls = terrain_model.control_vector({"relief_m": 60.0, "cell_m": 8.0, "roughness": 0.01, "steepness": 1.3})
+    grid = TileGrid(32, 8, 3, 3)
+    raw, soft = (np.stack([stitch_tiles(terrain_model, grid, lambda i, j: controls, seed=s, steps=10, steepness=1.3,
+                                        soften_seams_px=px)[0] for s in range(3)]) for px in (0.0, 3.0))
+    kinks_raw = [seam_kink_ratio(c, grid) for c in raw]
+    kinks_soft = [seam_kink_ratio(c, grid) for c in soft]
+    assert np.mean(kinks_raw) > 1.4 and np.mean(kinks_soft) < 1.25 and max(kinks_soft) < min(kinks_raw)
+    far = np.zeros(grid.shape, bool)
+    far[:12, :12] = far[-8:, -8:] = True  # more than 9 px (3 bands) from every overlap edge
+    assert np.array_equal(raw[:, far], soft[:, far])
 
 
 @pytest.mark.clause("ENV-a2")

@@ -74,7 +74,7 @@ PRESETS: dict[str, tuple[str, LayoutDataConfig, LayoutModelConfig]] = {
                                   learning_rate=1e-3, guidance_scale=2.0)),
     "roads": ("major/minor road classes as distance ramps, 32 px tiles at 8 m, Kotka held out",
               LayoutDataConfig("roads", holdout_regions=("kotka",)),
-              LayoutModelConfig(kind="roads", channels=len(ROAD_CLASSES), train_steps=800, guidance_scale=1.5,
+              LayoutModelConfig(kind="roads", channels=len(ROAD_CLASSES), train_steps=2000, guidance_scale=1.5,
                                 road_encoding="distance")),
 }
 

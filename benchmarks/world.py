@@ -90,13 +90,14 @@ def bench_tiles(report: Report, n: int) -> None:
 
     models = LayoutModels.from_checkpoint()
     steps_build = LayoutGeneratorConfig().ddim_steps
-    for kind, model, controls in (("terrain", models.terrain, [[60.0, 8.0, 0.01]]),
-                                  ("roads", models.roads, [[8.0, 0.35]])):
+    terrain = models.terrain.control_vector({"relief_m": 60.0, "cell_m": 8.0, "roughness": 0.01, "steepness": 1.3})
+    for kind, model, controls, steer in (("terrain", models.terrain, terrain[None], np.array([1.3])),
+                                         ("roads", models.roads, np.array([[8.0, 0.35]]), None)):
         for steps in (steps_build, 8):
             samples = []
             for i in range(n):
                 t = time.perf_counter()
-                model.sample(np.array(controls), seed=i, steps=steps)
+                model.sample(controls, seed=i, steps=steps, steepness=steer)
                 samples.append(time.perf_counter() - t)
             report.add(f"layout sampling, one {kind} tile, {steps} DDIM steps", samples, unit="ms",
                        params=sum(p.numel() for p in model.unet.parameters()))

@@ -131,6 +131,11 @@ def test_drawn_road_reroutes_traffic_onto_the_new_graph(world):
     assert json.loads(repo.store.get_bytes(after["dynamics_json"]["key"]))["checks"] == check.counts
     on_new_road = np.abs(dyn.vehicles.xyz[..., 0] - 400.0) < 4.0
     assert on_new_road.any(), "no vehicle drives on the drawn road"
+    # the rerouted roads get their share of the world's traffic, not the whole load of the agents dropped
+    old_summary = json.loads(repo.store.get_bytes(before["dynamics_json"]["key"]))
+    world_density = len(read_dynamics_glb(repo.store.get_bytes(before["dynamics_glb"]["key"])).vehicles.ids) / \
+        old_summary["stats"]["lane_km"]
+    assert summary["vehicles_new"] <= 1.2 * world_density * summary["rerouted_lane_km"] + 1
     diff = repo.diff(world_id, 1, made.version)
     assert diff["dynamics"]["changed"] and diff["dynamics"]["rerouted"]["new_roads"] >= 1
     assert diff["identical"] is False

@@ -339,18 +339,13 @@ def _regenerate(state: WorldState, edit: RegenerateEdit, models: LayoutModels) -
     if "roads" in edit.layers:
         density = c.road_density if c.road_density is not None else state.controls.road_density
         share = c.major_share if c.major_share is not None else state.controls.major_share
-        controls = np.array([_clip(models.roads, "road_density", density), _clip(models.roads, "major_share", share)])
+        controls = models.roads.control_vector({"road_density": density, "major_share": share})
         new.roads, tiles = _inpaint_roads(new.roads, region, models.roads, controls, edit.seed + 7919, edit.steps,
                                           state.cell_m)
         new.roads[:, region & new.water] = False
         summary["road_tiles"] = tiles
     summary["buildings_removed"] = _drop_buildings_on(new, region)
     return EditResult(new, summary, region)
-
-
-def _clip(model: LayoutDiffusion, name: str, value: float) -> float:
-    lo, hi = model.meta.get("control_ranges", {}).get(name, (value, value))
-    return float(min(max(value, lo), hi))
 
 
 def _windows(region: np.ndarray, px: int, overlap: int = 8) -> list[tuple[int, int]]:

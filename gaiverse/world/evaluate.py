@@ -106,14 +106,6 @@ def _overlap(paths: list[Path], model: LayoutDiffusion) -> list[str]:
     return [str(p) for p in paths if file_sha256(p) in trained]
 
 
-def _to_metres(norm: np.ndarray, relief: np.ndarray) -> list[np.ndarray]:
-    """Rescale each (px, px) tile to span exactly its relief in metres (base 0)."""
-    out = []
-    for s, r in zip(norm, relief):
-        out.append((s - s.min()) / max(float(np.ptp(s)), 1e-9) * r)
-    return out
-
-
 def eval_terrain(real: list[str | Path], n_samples: int = 64, checkpoint: str | Path | None = None,
                  seed: int = 0, steps: int | None = None, out_dir: str | Path | None = None) -> dict:
     """Terrain realism of the model vs fBm vs real-vs-real on real DEM files (EVAL.md JSON dict).
@@ -136,19 +128,19 @@ def eval_terrain(real: list[str | Path], n_samples: int = 64, checkpoint: str | 
 
     # 1. model samples, conditioned on the real tiles' controls and steered to their steepness
     gen_norm = _sample_all(model, controls, seed, steps, steepness=ev.attrs["steepness"][idx])[:, 0]
-    gen = _to_metres(gen_norm, relief)
+    gen = tm.to_metres(gen_norm, relief)
     # 2. fBm baseline with the training data's median spectral exponent and the same relief
     beta = float(np.nanmedian(train.attrs["psd_slope"]))
     rng = np.random.default_rng(seed)
     fbm_norm = np.stack([tm.fbm((px, px), beta, rng) for _ in idx])
-    fbm = _to_metres(fbm_norm, relief)
+    fbm = tm.to_metres(fbm_norm, relief)
     # 2b. fBm given the steepness too (spectral exponent chosen per tile to match it)
     matched = [tm.fbm_with_steepness((px, px), s, seed + i) for i, s in enumerate(ev.attrs["steepness"][idx])]
     fbm_s_norm = np.stack([m[0] for m in matched])
-    fbm_s = _to_metres(fbm_s_norm, relief)
+    fbm_s = tm.to_metres(fbm_s_norm, relief)
     # 3. real-vs-real: training-region tiles with the nearest controls, at the same relief
     near = _nearest_controls(model, train, controls)
-    ref = _to_metres(train.tiles[near, 0], relief)
+    ref = tm.to_metres(train.tiles[near, 0], relief)
     ref_raw_idx = np.random.default_rng(seed).choice(len(train), size=min(len(train), max(n_samples, 64)), replace=False)
 
     real_m = list(ev.heights_m())

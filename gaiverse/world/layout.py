@@ -84,10 +84,6 @@ class LayoutGenerator:
         return cls(LayoutDiffusion.from_pretrained(directory / "terrain"),
                    LayoutDiffusion.from_pretrained(directory / "roads"), config)
 
-    def _clip(self, model: LayoutDiffusion, name: str, value: float) -> float:
-        lo, hi = model.meta.get("control_ranges", {}).get(name, (value, value))
-        return float(min(max(value, lo), hi))
-
     def generate(self, controls: LayoutControls, seed: int = 0) -> Layout:
         """Generate the layout for `controls`; same controls and seed -> same layout. Implements ENV-a2."""
         cfg, cell = self.config, self.cell_m
@@ -148,8 +144,7 @@ class LayoutGenerator:
             density = controls.road_density * ((1.6 - 1.2 * dist_m / radius) if controls.dense_centre else 1.0)
         else:
             density = min(controls.road_density, self.config.rural_road_density)
-        return np.array([self._clip(self.roads, "road_density", density),
-                         self._clip(self.roads, "major_share", controls.major_share)])
+        return self.roads.control_vector({"road_density": density, "major_share": controls.major_share})
 
 
 def _ramp(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

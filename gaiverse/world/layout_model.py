@@ -245,6 +245,7 @@ class LayoutDiffusion:
         emb_u = self.encoder(torch.zeros_like(cond), torch.zeros(n, device=self.device))
         ddim = DDIMScheduler.from_config(self.scheduler.config)
         ddim.set_timesteps(steps)
+        target = None if steepness is None else torch.as_tensor(np.asarray(steepness, np.float32), device=self.device)
         x = torch.randn((n, c, px, px), generator=gen).to(self.device)
         if known is not None:
             if known_mask is None or known.shape != (n, c, px, px) or known_mask.shape != known.shape:
@@ -261,36 +262,27 @@ class LayoutDiffusion:
             eps_c, eps_u = eps.chunk(2)
             # 2. guide towards the controls, then step back: x_t -> x_t-1
             guided = eps_u + g * (eps_c - eps_u)
-            if steepness is None:
+            if target is None:
                 x = ddim.step(guided, t, x, eta=0.0).prev_sample
             else:
-                x = self._steered_step(ddim, guided, t, x, torch.as_tensor(np.asarray(steepness, np.float32)))
+                x = _steered_step(ddim, guided, t, x, target)
         if known is not None and paste_known:
             x = m_t * k_t + (1 - m_t) * x
         return x.clamp(-1.5, 1.5).cpu().numpy()
 
-    def _steered_step(self, ddim: DDIMScheduler, output: torch.Tensor, t: torch.Tensor, x: torch.Tensor,
-                      target: torch.Tensor) -> torch.Tensor:
-        """One deterministic DDIM step (eta 0) whose predicted clean tile is steered to `target` steepness.
 
-        Same arithmetic as `DDIMScheduler.step` (clip the clean tile, keep the implied noise), with
-        `steer_steepness` applied to the clean tile in between.
-        """
-        a_t = ddim.alphas_cumprod[t].to(x.device)
-        prev = int(t) - ddim.config.num_train_timesteps // ddim.num_inference_steps
-        a_prev = (ddim.alphas_cumprod[prev] if prev >= 0 else ddim.final_alpha_cumprod).to(x.device)
-        kind = self.config.prediction_type
-        if kind == "v_prediction":
-            x0 = a_t.sqrt() * x - (1 - a_t).sqrt() * output
-        elif kind == "sample":
-            x0 = output
-        else:
-            x0 = (x - (1 - a_t).sqrt() * output) / a_t.sqrt()
-        if ddim.config.clip_sample:
-            x0 = x0.clamp(-ddim.config.clip_sample_range, ddim.config.clip_sample_range)
-        noise = (x - a_t.sqrt() * x0) / (1 - a_t).sqrt()
-        x0 = steer_steepness(x0, target.to(x.device))
-        return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * noise
+def _steered_step(ddim: DDIMScheduler, output: torch.Tensor, t: torch.Tensor, x: torch.Tensor,
+                  target: torch.Tensor) -> torch.Tensor:
+    """One deterministic DDIM step (eta 0) whose predicted clean tile is steered to `target` steepness.
+
+    The scheduler's own step (noise re-derived from the clipped clean tile), then the clean tile's
+    share of x_t-1, sqrt(alpha_bar_t-1) * x0, swapped for the steered tile's.
+    """
+    step = ddim.step(output, t, x, eta=0.0, use_clipped_model_output=True)
+    prev = int(t) - ddim.config.num_train_timesteps // ddim.num_inference_steps
+    a_prev = (ddim.alphas_cumprod[prev] if prev >= 0 else ddim.final_alpha_cumprod).to(x.device)
+    x0 = step.pred_original_sample
+    return step.prev_sample + a_prev.sqrt() * (steer_steepness(x0, target) - x0)
 
 
 def tile_steepness(tiles: torch.Tensor) -> torch.Tensor:

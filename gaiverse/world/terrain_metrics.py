@@ -96,6 +96,12 @@ def psd_slope(heights: np.ndarray) -> float:
     return float(-slope)
 
 
+def to_metres(norm: np.ndarray, relief: np.ndarray) -> list[np.ndarray]:
+    """Rescale each (px, px) tile to span exactly its relief in metres (base 0): how generated and
+    baseline tiles are compared with real tiles of that relief."""
+    return [(s - s.min()) / max(float(np.ptp(s)), 1e-9) * r for s, r in zip(norm, relief)]
+
+
 def steepness(heights: np.ndarray, cell_m: float) -> float:
     """Mean gradient x tile width / relief: how steep a tile is for its relief (a model control).
 

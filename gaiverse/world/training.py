@@ -156,10 +156,9 @@ def select_guidance(model: LayoutDiffusion, train: TileSet, scales: tuple[float,
     """
     from gaiverse.world import terrain_metrics as tm
 
-    steps = steps or model.config.ddim_steps
-
     if model.config.kind != "terrain" or not scales:
         raise ValueError(f"select_guidance needs a terrain model and scales, got {model.config.kind!r}, {scales}")
+    steps = steps or model.config.ddim_steps
     idx = np.linspace(0, len(train) - 1, n).round().astype(int)
     controls, relief, cells = model.scaler.raw(train.attrs)[idx], train.attrs["relief_m"][idx], train.attrs["cell_m"][idx]
     real = tm.terrain_stats(list(train.heights_m()[idx]), cells)
@@ -168,8 +167,7 @@ def select_guidance(model: LayoutDiffusion, train: TileSet, scales: tuple[float,
         tiles = np.concatenate([model.sample(controls[i:i + 32], seed=seed + i, steps=steps, guidance_scale=g,
                                              steepness=train.attrs["steepness"][idx][i:i + 32])
                                 for i in range(0, n, 32)])[:, 0]
-        gen = [(t - t.min()) / max(float(np.ptp(t)), 1e-9) * r for t, r in zip(tiles, relief)]
-        d = tm.compare_terrain(tm.terrain_stats(gen, cells), real)
+        d = tm.compare_terrain(tm.terrain_stats(tm.to_metres(tiles, relief), cells), real)
         scores[g] = d["slope_w1"] / real.slope.mean() + d["roughness_w1"] / real.roughness.mean()
         log.info("guidance %.1f: slope W1 %.3f deg, roughness W1 %.3f m, score %.3f", g, d["slope_w1"],
                  d["roughness_w1"], scores[g])

@@ -52,6 +52,10 @@ class StreetNetwork:
     def lane_length_m(self) -> float:
         return float(sum(seg.length for seg in self.lanes.values()))
 
+    def walk_length_m(self) -> float:
+        """Sidewalk length people are placed on (walks, not crossings)."""
+        return float(sum(seg.length for seg in self.walks.values() if seg.kind == "walk"))
+
     def swept(self, movement: tuple) -> np.ndarray:
         """Points every 0.5 m where a body making `movement` through a box can be: a vehicle's turn with a car
         length of its lanes either side (("car", in lane, out lane)), or a crossing (("ped", crossing key))."""

@@ -281,19 +281,15 @@ def relifted(old: Dynamics, network: RoadNetwork, graded) -> Dynamics:
                    pedestrians=relift(old.pedestrians, surface, PEDESTRIAN_LIFT_M))
 
 
-def _walk_m(streets: StreetNetwork) -> float:
-    return sum(seg.length for seg in streets.walks.values() if seg.kind == "walk")
-
-
 def _fair_share(cfg, streets: StreetNetwork, part: StreetNetwork | None) -> tuple[int, int]:
     """Vehicles and people for the affected part: the world's load (capped by lane / sidewalk capacity as a
     build caps it) times the part's share of the world's lane / sidewalk length."""
     if part is None:
         return 0, 0
     world_v = min(cfg.traffic.vehicles, int(streets.lane_length_m() // cfg.traffic.spacing_m))
-    world_p = min(cfg.pedestrians.pedestrians, int(_walk_m(streets) // cfg.pedestrians.spacing_m))
+    world_p = min(cfg.pedestrians.pedestrians, int(streets.walk_length_m() // cfg.pedestrians.spacing_m))
     share_v = part.lane_length_m() / max(streets.lane_length_m(), 1e-9)
-    share_p = _walk_m(part) / max(_walk_m(streets), 1e-9)
+    share_p = part.walk_length_m() / max(streets.walk_length_m(), 1e-9)
     return int(round(world_v * min(share_v, 1.0))), int(round(world_p * min(share_p, 1.0)))
 
 

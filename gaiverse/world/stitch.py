@@ -44,6 +44,12 @@ class TileGrid:
     def origin(self, i: int, j: int) -> tuple[int, int]:
         return i * self.stride, j * self.stride
 
+    def edge_lines(self, axis: int) -> list[int]:
+        """Pixel indices along rows (axis 0) or columns (axis 1) where an overlap starts or ends: the line
+        lies between index - 1 and index (where seams would show)."""
+        n = self.rows if axis == 0 else self.cols
+        return sorted({k * self.stride + d for k in range(1, n) for d in (0, self.overlap)})
+
     @classmethod
     def covering(cls, height_px: int, width_px: int, tile_px: int, overlap: int) -> TileGrid:
         """The smallest grid whose canvas is at least height_px x width_px."""
@@ -124,16 +130,14 @@ def stitch_tiles(model: LayoutDiffusion, grid: TileGrid, controls_at: Callable[[
 
 def _seam_distance(grid: TileGrid) -> np.ndarray:
     """(H, W) distance in pixels to the nearest line where an overlap starts or ends."""
-    def lines(n: int) -> np.ndarray:
-        return np.array([k * grid.stride + d for k in range(1, n) for d in (0, grid.overlap)], dtype=float)
-
-    def dist(size: int, at: np.ndarray) -> np.ndarray:
+    def dist(size: int, axis: int) -> np.ndarray:
+        at = np.array(grid.edge_lines(axis), dtype=float)
         if not len(at):
             return np.full(size, np.inf)
         return np.abs(np.arange(size)[:, None] + 0.5 - at[None]).min(axis=1)
 
     h, w = grid.shape
-    return np.minimum(dist(h, lines(grid.rows))[:, None], dist(w, lines(grid.cols))[None, :])
+    return np.minimum(dist(h, 0)[:, None], dist(w, 1)[None, :])
 
 
 def soften_seams(canvas: np.ndarray, grid: TileGrid, band_px: float = 3.0, sigma_px: float = 1.5) -> np.ndarray:
@@ -161,12 +165,10 @@ def seam_kink_ratio(canvas: np.ndarray, grid: TileGrid) -> float:
     canvas = np.asarray(canvas, dtype=np.float64)
     d2y, d2x = np.abs(np.diff(canvas, 2, axis=0)), np.abs(np.diff(canvas, 2, axis=1))
     at_y, at_x = np.zeros(d2y.shape, bool), np.zeros(d2x.shape, bool)
-    for k in range(1, grid.rows):
-        for line in (k * grid.stride, k * grid.stride + grid.overlap):
-            at_y[max(line - 2, 0):min(line, d2y.shape[0]), :] = True
-    for k in range(1, grid.cols):
-        for line in (k * grid.stride, k * grid.stride + grid.overlap):
-            at_x[:, max(line - 2, 0):min(line, d2x.shape[1])] = True
+    for line in grid.edge_lines(0):
+        at_y[max(line - 2, 0):min(line, d2y.shape[0]), :] = True
+    for line in grid.edge_lines(1):
+        at_x[:, max(line - 2, 0):min(line, d2x.shape[1])] = True
     seam = np.concatenate([d2y[at_y], d2x[at_x]])
     rest = np.concatenate([d2y[~at_y], d2x[~at_x]])
     return float(seam.mean() / max(rest.mean(), 1e-12)) if len(seam) else 1.0
@@ -206,12 +208,8 @@ def seam_jump_ratio(canvas: np.ndarray, grid: TileGrid) -> float:
     canvas = np.asarray(canvas, dtype=np.float64)
     dx = np.abs(np.diff(canvas, axis=1))
     dy = np.abs(np.diff(canvas, axis=0))
-    border_cols = {j * grid.stride + grid.overlap - 1 for j in range(1, grid.cols)} | \
-                  {j * grid.stride - 1 for j in range(1, grid.cols)}
-    border_rows = {i * grid.stride + grid.overlap - 1 for i in range(1, grid.rows)} | \
-                  {i * grid.stride - 1 for i in range(1, grid.rows)}
-    bc = sorted(b for b in border_cols if 0 <= b < dx.shape[1])
-    br = sorted(b for b in border_rows if 0 <= b < dy.shape[0])
+    bc = [line - 1 for line in grid.edge_lines(1) if 0 <= line - 1 < dx.shape[1]]
+    br = [line - 1 for line in grid.edge_lines(0) if 0 <= line - 1 < dy.shape[0]]
     inner_x = np.delete(dx, bc, axis=1)
     inner_y = np.delete(dy, br, axis=0)
     typical = np.percentile(np.concatenate([inner_x.ravel(), inner_y.ravel()]), 99)

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gaiverse.world.world_state import Building, WorldState
+from gaiverse.world.world_state import STATE_OBJECTS, Building, WorldState
 
 log = logging.getLogger(__name__)
 
@@ -403,7 +403,6 @@ def publish_edit(repo, world_id: str, request, models=None):
     Raises editing.EditError (the edit does not fit), OutputsError (its outputs fail their checks),
     versions.WorldNotFound / VersionConflict."""
     from gaiverse.world.editing import apply_edit
-    from gaiverse.world.versions import STATE_OBJECTS
     from gaiverse.world.world_build import version_files
 
     base = repo.version(world_id, request.base_version)

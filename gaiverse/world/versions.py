@@ -26,15 +26,13 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from gaiverse.world.osm import ROAD_CLASSES
-from gaiverse.world.world_state import WorldState, _fill_polygon, map_image, png_bytes, to_pixels
+from gaiverse.world.world_state import STATE_OBJECTS, WorldState, _fill_polygon, map_image, png_bytes, to_pixels
 
 log = logging.getLogger(__name__)
 
 WORLD_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
 MANIFEST_FORMAT = "gaiverse.world/1"
 BACKUP_FORMAT = "gaiverse.world-backup/1"
-STATE_OBJECTS = ("heights", "roads", "water", "buildings")
-"""The objects of a version's manifest that hold its state (`WorldState.objects`)."""
 DIFF_GRID = 4
 """The diff reports height changes per cell of a DIFF_GRID x DIFF_GRID grid of regions."""
 

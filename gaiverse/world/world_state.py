@@ -32,6 +32,8 @@ RASTERS: dict[str, tuple[str, str]] = {
     "roads": ("world/roads", "npy"),
     "water": ("world/water", "npy"),
 }
+STATE_OBJECTS = (*RASTERS, "buildings")
+"""The names `WorldState.objects` stores: what a version's manifest lists for its state."""
 
 
 @dataclass
